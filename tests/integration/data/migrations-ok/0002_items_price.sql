@@ -1,0 +1,1 @@
+ALTER TABLE items ADD COLUMN price_minor bigint NOT NULL DEFAULT 0;

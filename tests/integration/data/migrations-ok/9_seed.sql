@@ -1,0 +1,2 @@
+CREATE TABLE seeded (n integer NOT NULL);
+INSERT INTO seeded VALUES (1);

@@ -1,0 +1,556 @@
+/* Unit tests for services/common/http.c: a real server on 127.0.0.1:0, driven
+ * with libcurl (and raw sockets where the exact bytes on the wire matter:
+ * bodies refused before they are sent, header floods). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <curl/curl.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "http.h"
+#include "metrics.h"
+
+/* ---- handlers under test */
+
+static void h_hold(const struct http_request *req, struct http_response *resp, void *opaque)
+{
+    (void)opaque;
+    json_t *o = json_pack("{s:s, s:s, s:I}", "id", req->path_params[0], "route", req->route_pattern,
+                          "n", (json_int_t)req->npath_params);
+    http_response_json(resp, 200, o);
+}
+
+static void h_item(const struct http_request *req, struct http_response *resp, void *opaque)
+{
+    (void)opaque;
+    http_response_json(resp, 201,
+                       json_pack("{s:s, s:s, s:s%}", "hold", req->path_params[0], "item",
+                                 req->path_params[1], "body", req->body, req->body_len));
+}
+
+/* Parses the JSON body; bad JSON is the handler's to report. */
+static void h_echo(const struct http_request *req, struct http_response *resp, void *opaque)
+{
+    (void)opaque;
+    json_error_t jerr;
+    json_t *body = json_loadb(req->body, req->body_len, 0, &jerr);
+    if (!body) {
+        http_response_error(resp, 400, "invalid_json", "body", "line %d column %d: %s", jerr.line,
+                            jerr.column, jerr.text);
+        return;
+    }
+    http_response_header(resp, "X-Echo", "yes");
+    http_response_json(resp, 200,
+                       json_pack("{s:o, s:I}", "echo", body, "len", (json_int_t)req->body_len));
+}
+
+static void h_query(const struct http_request *req, struct http_response *resp, void *opaque)
+{
+    (void)opaque;
+    const char *q = http_request_query(req, "sku");
+    const char *h = http_request_header(req, "x-till-id");
+    http_response_json(resp, 200, json_pack("{s:s?, s:s?}", "sku", q, "till", h));
+}
+
+static void h_text(const struct http_request *req, struct http_response *resp, void *opaque)
+{
+    (void)req;
+    (void)opaque;
+    http_response_body(resp, 200, "text/plain", "hello", 5);
+}
+
+static void h_nothing(const struct http_request *req, struct http_response *resp, void *opaque)
+{
+    (void)req;
+    (void)resp;
+    (void)opaque;
+}
+
+static atomic_bool is_ready;
+
+static bool ready_cb(void *opaque, char *why, size_t whylen)
+{
+    (void)opaque;
+    if (atomic_load(&is_ready))
+        return true;
+    snprintf(why, whylen, "postgres: connection refused");
+    return false;
+}
+
+static const struct http_route routes[] = {
+    {"GET", "/v1/holds/{id}", h_hold, NULL, 0, NULL},
+    {"DELETE", "/v1/holds/{id}", h_hold, NULL, 0, NULL},
+    {"POST", "/v1/holds/{id}/items/{item}", h_item, NULL, 0, NULL},
+    {"POST", "/v1/echo", h_echo, NULL, 0, "application/json"},
+    {"POST", "/v1/small", h_echo, NULL, 16, "application/json"},
+    {"GET", "/v1/query", h_query, NULL, 0, NULL},
+    {"GET", "/v1/text", h_text, NULL, 0, NULL},
+    {"GET", "/v1/nothing", h_nothing, NULL, 0, NULL},
+};
+
+struct fixture {
+    struct metrics *metrics;
+    struct http_server *srv;
+    char base[64];
+};
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof *f);
+    char err[256] = "";
+    f->metrics = metrics_new();
+    struct http_server_opts o = {.listen = "127.0.0.1:0",
+                                 .max_body = 4096,
+                                 .threads = 4,
+                                 .timeout_s = 5,
+                                 .ready = ready_cb,
+                                 .metrics = f->metrics};
+    f->srv = http_server_new(&o, routes, sizeof routes / sizeof routes[0], err, sizeof err);
+    if (!f->srv)
+        fail_msg("http_server_new: %s", err);
+    snprintf(f->base, sizeof f->base, "http://%s", http_server_address(f->srv));
+    atomic_store(&is_ready, true);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    http_server_free(f->srv);
+    metrics_free(f->metrics);
+    free(f);
+    return 0;
+}
+
+/* ---- a small curl client */
+
+struct reply {
+    long status;
+    char body[65536];
+    size_t len;
+    char allow[128];
+    char ctype[128];
+    char echo_hdr[16];
+};
+
+static size_t on_body(char *p, size_t sz, size_t n, void *ud)
+{
+    struct reply *r = ud;
+    size_t len = sz * n;
+    size_t room = sizeof r->body - 1 - r->len;
+    size_t take = len < room ? len : room;
+    memcpy(r->body + r->len, p, take);
+    r->len += take;
+    r->body[r->len] = '\0';
+    return len;
+}
+
+static void copy_header(char *dst, size_t dlen, const char *v, size_t vlen)
+{
+    while (vlen && (v[vlen - 1] == '\r' || v[vlen - 1] == '\n'))
+        vlen--;
+    while (vlen && *v == ' ') {
+        v++;
+        vlen--;
+    }
+    if (vlen >= dlen)
+        vlen = dlen - 1;
+    memcpy(dst, v, vlen);
+    dst[vlen] = '\0';
+}
+
+static size_t on_header(char *p, size_t sz, size_t n, void *ud)
+{
+    struct reply *r = ud;
+    size_t len = sz * n;
+    if (len > 6 && strncasecmp(p, "Allow:", 6) == 0)
+        copy_header(r->allow, sizeof r->allow, p + 6, len - 6);
+    if (len > 13 && strncasecmp(p, "Content-Type:", 13) == 0)
+        copy_header(r->ctype, sizeof r->ctype, p + 13, len - 13);
+    if (len > 7 && strncasecmp(p, "X-Echo:", 7) == 0)
+        copy_header(r->echo_hdr, sizeof r->echo_hdr, p + 7, len - 7);
+    return len;
+}
+
+/* Perform method url with an optional body and content type; fills r.
+ * Returns the curl code. */
+static CURLcode request(const struct fixture *f, const char *method, const char *path,
+                        const char *ctype, const char *body, struct reply *r)
+{
+    char url[256];
+    snprintf(url, sizeof url, "%s%s", f->base, path);
+    memset(r, 0, sizeof *r);
+    CURL *c = curl_easy_init();
+    struct curl_slist *h = NULL;
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, r);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    if (body) {
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+    }
+    char cth[160];
+    if (ctype) {
+        snprintf(cth, sizeof cth, "Content-Type: %s", ctype);
+        h = curl_slist_append(h, cth);
+    }
+    h = curl_slist_append(h, "X-Till-Id: till-07");
+    h = curl_slist_append(h, "Expect:");
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+    CURLcode rc = curl_easy_perform(c);
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
+    curl_slist_free_all(h);
+    curl_easy_cleanup(c);
+    return rc;
+}
+
+/* Check r is our JSON error shape with the given code; returns the message. */
+static void assert_error(const struct reply *r, long status, const char *code)
+{
+    if (r->status != status)
+        fail_msg("status %ld, want %ld: %s", r->status, status, r->body);
+    json_t *j = json_loads(r->body, 0, NULL);
+    assert_non_null(j);
+    json_t *e = json_object_get(j, "error");
+    assert_non_null(e);
+    assert_string_equal(json_string_value(json_object_get(e, "code")), code);
+    assert_non_null(json_string_value(json_object_get(e, "message")));
+    assert_string_equal(r->ctype, "application/json");
+    json_decref(j);
+}
+
+/* ---- raw socket client for byte-exact cases */
+
+static int raw_connect(const struct fixture *f)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    a.sin_port = htons((uint16_t)http_server_port(f->srv));
+    inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    struct timeval tv = {5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    return fd;
+}
+
+/* Read until the peer closes or 5 s pass; returns bytes read into buf. */
+static size_t raw_read_all(int fd, char *buf, size_t len)
+{
+    size_t got = 0;
+    while (got + 1 < len) {
+        ssize_t n = recv(fd, buf + got, len - 1 - got, 0);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    buf[got] = '\0';
+    return got;
+}
+
+/* ---- tests */
+
+static void test_routes_and_params(void **state)
+{
+    struct fixture *f = *state;
+    struct reply r;
+    assert_int_equal(request(f, "GET", "/v1/holds/h-42", NULL, NULL, &r), CURLE_OK);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "{\"id\":\"h-42\",\"route\":\"/v1/holds/{id}\",\"n\":1}");
+    assert_string_equal(r.ctype, "application/json");
+
+    assert_int_equal(request(f, "POST", "/v1/holds/h1/items/sku%2F9", NULL, "abc", &r), CURLE_OK);
+    assert_int_equal(r.status, 404);
+    /* MHD decodes %2F before routing, so the decoded path has an extra
+     * segment: no route matches it */
+    assert_int_equal(request(f, "POST", "/v1/holds/h1/items/sku9", NULL, "abc", &r), CURLE_OK);
+    assert_int_equal(r.status, 201);
+    assert_string_equal(r.body, "{\"hold\":\"h1\",\"item\":\"sku9\",\"body\":\"abc\"}");
+
+    assert_int_equal(request(f, "GET", "/v1/query?sku=AB%20C&x=1", NULL, NULL, &r), CURLE_OK);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "{\"sku\":\"AB C\",\"till\":\"till-07\"}");
+
+    assert_int_equal(request(f, "GET", "/v1/text", NULL, NULL, &r), CURLE_OK);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "hello");
+    assert_string_equal(r.ctype, "text/plain");
+
+    assert_int_equal(request(f, "GET", "/v1/nothing", NULL, NULL, &r), CURLE_OK);
+    assert_error(&r, 500, "internal");
+}
+
+static void test_not_found_and_method(void **state)
+{
+    struct fixture *f = *state;
+    struct reply r;
+    assert_int_equal(request(f, "GET", "/v1/nope", NULL, NULL, &r), CURLE_OK);
+    assert_error(&r, 404, "not_found");
+    assert_int_equal(request(f, "GET", "/v1/holds", NULL, NULL, &r), CURLE_OK);
+    assert_error(&r, 404, "not_found");
+    assert_int_equal(request(f, "GET", "/v1/holds/", NULL, NULL, &r), CURLE_OK);
+    assert_error(&r, 404, "not_found"); /* a parameter never matches an empty segment */
+    assert_int_equal(request(f, "GET", "/v1/holds/a/b", NULL, NULL, &r), CURLE_OK);
+    assert_error(&r, 404, "not_found");
+
+    assert_int_equal(request(f, "PUT", "/v1/holds/x", "application/json", "{}", &r), CURLE_OK);
+    assert_error(&r, 405, "method_not_allowed");
+    assert_string_equal(r.allow, "GET, DELETE");
+    assert_int_equal(request(f, "POST", "/healthz", NULL, NULL, &r), CURLE_OK);
+    assert_error(&r, 405, "method_not_allowed");
+    assert_string_equal(r.allow, "GET");
+}
+
+static void test_json_body_and_errors(void **state)
+{
+    struct fixture *f = *state;
+    struct reply r;
+    assert_int_equal(
+        request(f, "POST", "/v1/echo", "application/json; charset=utf-8", "{\"a\":1}", &r),
+        CURLE_OK);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "{\"echo\":{\"a\":1},\"len\":7}");
+    assert_string_equal(r.echo_hdr, "yes");
+
+    /* bad JSON reaches the handler, which answers with the error shape */
+    assert_int_equal(request(f, "POST", "/v1/echo", "application/json", "{\"a\":", &r), CURLE_OK);
+    assert_error(&r, 400, "invalid_json");
+    json_t *j = json_loads(r.body, 0, NULL);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(j, "error"), "field")),
+                        "body");
+    json_decref(j);
+
+    assert_int_equal(request(f, "POST", "/v1/echo", "text/plain", "{}", &r), CURLE_OK);
+    assert_error(&r, 415, "unsupported_media_type");
+    assert_int_equal(request(f, "POST", "/v1/echo", NULL, "{}", &r), CURLE_OK);
+    assert_error(&r, 415, "unsupported_media_type"); /* curl's default form type */
+    assert_int_equal(request(f, "POST", "/v1/echo", "application/jsonx", "{}", &r), CURLE_OK);
+    assert_error(&r, 415, "unsupported_media_type");
+
+    /* body limit from Content-Length (route limit 16) */
+    assert_int_equal(request(f, "POST", "/v1/small", "application/json",
+                             "{\"this\":\"is longer than sixteen\"}", &r),
+                     CURLE_OK);
+    assert_error(&r, 413, "payload_too_large");
+    assert_int_equal(request(f, "POST", "/v1/small", "application/json", "{\"a\":1}", &r),
+                     CURLE_OK);
+    assert_int_equal(r.status, 200);
+}
+
+/* Content-Length over the limit: the 413 comes back before a single body
+ * byte is sent. */
+static void test_413_content_length_unread(void **state)
+{
+    struct fixture *f = *state;
+    int fd = raw_connect(f);
+    const char *req = "POST /v1/echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      "Content-Length: 100000000\r\n\r\n";
+    assert_int_equal(send(fd, req, strlen(req), MSG_NOSIGNAL), (ssize_t)strlen(req));
+    char buf[4096];
+    raw_read_all(fd, buf, sizeof buf);
+    close(fd);
+    if (strncmp(buf, "HTTP/1.1 413", 12) != 0)
+        fail_msg("got: %s", buf);
+    assert_non_null(strstr(buf, "\"payload_too_large\""));
+    assert_non_null(strstr(buf, "100000000"));
+}
+
+/* Chunked body: the 413 comes as soon as the count passes the limit, while
+ * the client has not finished (no terminating chunk is ever sent). */
+static void test_413_chunked(void **state)
+{
+    struct fixture *f = *state;
+    int fd = raw_connect(f);
+    const char *hdr = "POST /v1/small HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      "Transfer-Encoding: chunked\r\n\r\n";
+    assert_int_equal(send(fd, hdr, strlen(hdr), MSG_NOSIGNAL), (ssize_t)strlen(hdr));
+    const char *c1 = "a\r\n{\"a\":\"bbb\r\n";
+    assert_int_equal(send(fd, c1, strlen(c1), MSG_NOSIGNAL), (ssize_t)strlen(c1));
+    usleep(50 * 1000);
+    const char *c2 = "14\r\nbbbbbbbbbbbbbbbbbbbb\r\n"; /* passes 16 */
+    assert_int_equal(send(fd, c2, strlen(c2), MSG_NOSIGNAL), (ssize_t)strlen(c2));
+    char buf[4096];
+    raw_read_all(fd, buf, sizeof buf);
+    close(fd);
+    if (strncmp(buf, "HTTP/1.1 413", 12) != 0)
+        fail_msg("got: %s", buf);
+    assert_non_null(strstr(buf, "\"payload_too_large\""));
+
+    /* a chunked body within the limit is delivered whole */
+    fd = raw_connect(f);
+    const char *ok = "POST /v1/small HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     "Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                     "4\r\n{\"a\"\r\n3\r\n:1}\r\n0\r\n\r\n";
+    assert_int_equal(send(fd, ok, strlen(ok), MSG_NOSIGNAL), (ssize_t)strlen(ok));
+    raw_read_all(fd, buf, sizeof buf);
+    close(fd);
+    if (strncmp(buf, "HTTP/1.1 200", 12) != 0)
+        fail_msg("got: %s", buf);
+    assert_non_null(strstr(buf, "{\"echo\":{\"a\":1},\"len\":7}"));
+}
+
+static void test_header_flood(void **state)
+{
+    struct fixture *f = *state;
+    int fd = raw_connect(f);
+    size_t cap = 200 * 1024, len = 0;
+    char *req = malloc(cap);
+    len += (size_t)snprintf(req, cap, "GET /healthz HTTP/1.1\r\nHost: x\r\n");
+    for (int i = 0; len + 200 < cap; i++)
+        len += (size_t)snprintf(
+            req + len, cap - len,
+            "X-Flood-%d: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n", i);
+    len += (size_t)snprintf(req + len, cap - len, "\r\n");
+    (void)send(fd, req, len, MSG_NOSIGNAL); /* the server may close before all is sent */
+    free(req);
+    char buf[4096];
+    raw_read_all(fd, buf, sizeof buf);
+    close(fd);
+    /* MHD answers 431 Request Header Fields Too Large */
+    if (strncmp(buf, "HTTP/1.1 431", 12) != 0)
+        fail_msg("header flood answered: %.60s", buf);
+    /* and the server is fine afterwards */
+    struct reply r;
+    assert_int_equal(request(f, "GET", "/healthz", NULL, NULL, &r), CURLE_OK);
+    assert_int_equal(r.status, 200);
+}
+
+static void test_health_ready(void **state)
+{
+    struct fixture *f = *state;
+    struct reply r;
+    assert_int_equal(request(f, "GET", "/healthz", NULL, NULL, &r), CURLE_OK);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "{\"status\":\"ok\"}");
+    assert_int_equal(request(f, "GET", "/readyz", NULL, NULL, &r), CURLE_OK);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.body, "{\"status\":\"ready\"}");
+    atomic_store(&is_ready, false);
+    assert_int_equal(request(f, "GET", "/readyz", NULL, NULL, &r), CURLE_OK);
+    assert_int_equal(r.status, 503);
+    assert_string_equal(r.body,
+                        "{\"status\":\"not ready\",\"reason\":\"postgres: connection refused\"}");
+    atomic_store(&is_ready, true);
+}
+
+struct load_arg {
+    struct fixture *f;
+    int ok;
+};
+
+static void *load_worker(void *p)
+{
+    struct load_arg *a = p;
+    for (int i = 0; i < 50; i++) {
+        struct reply *r = malloc(sizeof *r);
+        char path[64];
+        snprintf(path, sizeof path, "/v1/holds/c%d", i);
+        if (request(a->f, "GET", path, NULL, NULL, r) == CURLE_OK && r->status == 200 &&
+            strstr(r->body, path + 10))
+            a->ok++;
+        free(r);
+    }
+    return NULL;
+}
+
+static void test_concurrent_and_metrics(void **state)
+{
+    struct fixture *f = *state;
+    pthread_t th[8];
+    struct load_arg args[8];
+    for (int i = 0; i < 8; i++) {
+        args[i] = (struct load_arg){f, 0};
+        pthread_create(&th[i], NULL, load_worker, &args[i]);
+    }
+    for (int i = 0; i < 8; i++) {
+        pthread_join(th[i], NULL);
+        assert_int_equal(args[i].ok, 50);
+    }
+    struct reply r;
+    assert_int_equal(request(f, "GET", "/v1/nope", NULL, NULL, &r), CURLE_OK);
+    assert_int_equal(request(f, "GET", "/metrics", NULL, NULL, &r), CURLE_OK);
+    assert_int_equal(r.status, 200);
+    assert_string_equal(r.ctype, "text/plain; version=0.0.4; charset=utf-8");
+    if (!strstr(r.body, "\nhttp_requests_total{route=\"/v1/holds/{id}\",method=\"GET\","
+                        "code=\"200\"} 400\n"))
+        fail_msg("metrics: %s", r.body);
+    assert_non_null(strstr(r.body, "\nhttp_requests_total{route=\"unmatched\",method=\"GET\","
+                                   "code=\"404\"} 1\n"));
+    assert_non_null(strstr(r.body, "\nhttp_request_duration_seconds_count{route=\"/v1/holds/"
+                                   "{id}\",method=\"GET\"} 400\n"));
+    assert_non_null(strstr(r.body, "# TYPE process_cpu_seconds_total counter\n"));
+}
+
+static void test_bad_options_and_quiesce(void **state)
+{
+    (void)state;
+    char err[256] = "";
+    struct http_server_opts o = {.listen = "127.0.0.1"};
+    assert_null(http_server_new(&o, NULL, 0, err, sizeof err));
+    assert_non_null(strstr(err, "host:port"));
+    o.listen = "127.0.0.1:99999";
+    assert_null(http_server_new(&o, NULL, 0, err, sizeof err));
+    o.listen = "no-such-host.invalid:0";
+    assert_null(http_server_new(&o, NULL, 0, err, sizeof err));
+    struct http_route bad = {"GET", "nohash", h_text, NULL, 0, NULL};
+    o.listen = "127.0.0.1:0";
+    assert_null(http_server_new(&o, &bad, 1, err, sizeof err));
+
+    struct http_route one = {"GET", "/v1/text", h_text, NULL, 0, NULL};
+    struct http_server *s = http_server_new(&o, &one, 1, err, sizeof err);
+    assert_non_null(s);
+    /* the same port twice fails with a message */
+    char addr[64];
+    snprintf(addr, sizeof addr, "127.0.0.1:%d", http_server_port(s));
+    struct http_server_opts o2 = {.listen = addr};
+    assert_null(http_server_new(&o2, &one, 1, err, sizeof err));
+    assert_non_null(strstr(err, "cannot listen"));
+
+    struct fixture f = {.srv = s};
+    snprintf(f.base, sizeof f.base, "http://%s", http_server_address(s));
+    struct reply r;
+    assert_int_equal(request(&f, "GET", "/v1/text", NULL, NULL, &r), CURLE_OK);
+    assert_int_equal(r.status, 200);
+    http_server_quiesce(s);
+    http_server_quiesce(s);
+    assert_int_not_equal(request(&f, "GET", "/v1/text", NULL, NULL, &r), CURLE_OK);
+    http_server_free(s);
+    http_server_free(NULL);
+}
+
+int main(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_routes_and_params, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_not_found_and_method, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_json_body_and_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_413_content_length_unread, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_413_chunked, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_header_flood, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_health_ready, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_concurrent_and_metrics, setup, teardown),
+        cmocka_unit_test(test_bad_options_and_quiesce),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    curl_global_cleanup();
+    return rc;
+}
