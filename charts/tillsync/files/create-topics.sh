@@ -1,0 +1,1 @@
+../../../deploy/kafka/create-topics.sh
