@@ -81,9 +81,6 @@ static int event_send(struct service *svc, const char *topic_base, const char *k
     rc = event_wire_init(&w, svc, topic_base, msg, event_id, occurred_at_ms, err, errlen);
     if (rc != 0)
         goto out;
-    snprintf(type, sizeof(type), "%s.%s", msg->descriptor->package_name, msg->descriptor->name);
-    if (!w.ce.type)
-        w.ce.type = type;
     if (cb)
         rc = kafka_producer_send(svc->producer, w.topic, key, key ? strlen(key) : 0, w.payload,
                                  w.len, &w.ce, NULL, 0, cb, opaque, err, errlen);
