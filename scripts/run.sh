@@ -33,7 +33,8 @@ stop_all() {
   echo "== stopping the local stack" >&2
   deploy/local/stack down >&2 || true
 }
-trap stop_all INT TERM EXIT
+trap 'stop_all; exit 0' INT TERM
+trap stop_all EXIT
 
 for s in "${services[@]}"; do
   HTTP_LISTEN=127.0.0.1:0 build/bin/"$s" >"$logs/$s.log" 2>&1 &
