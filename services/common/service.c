@@ -222,10 +222,8 @@ static int migrations_run(struct service *svc, char *err, size_t errlen)
     const char *dir = svc->migrations_dir;
     long backoff = 200;
 
-#ifdef TILLSYNC_MIGRATIONS_DIR
     if (!dir)
-        dir = TILLSYNC_MIGRATIONS_DIR;
-#endif
+        dir = svc->spec->migrations_dir;
     if (!dir || access(dir, R_OK) != 0)
         return 0; /* this service has no schema of its own */
     while (service_running) {

@@ -29,6 +29,7 @@ struct service_spec {
     bool kafka;                     /* KAFKA_BROKERS required, a producer is created */
     bool postgres;                  /* DATABASE_URL required, pool created, migrations applied */
     bool redis;                     /* REDIS_URL required, pool created */
+    const char *migrations_dir;     /* default of MIGRATIONS_DIR: pass TILLSYNC_MIGRATIONS_DIR */
     const struct config_var *extra; /* the service's own variables, may be NULL */
     size_t nextra;
 };
