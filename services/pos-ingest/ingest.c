@@ -1,0 +1,730 @@
+/*
+ * ingest — see ingest.h.
+ *
+ * One path serves a single request and a batch: items are validated one by one (a bad item is
+ * rejected alone), repeated ids inside one request are folded onto their first occurrence,
+ * the remaining ids are claimed in one Postgres statement, every owned item is queued to Kafka
+ * at once (async sends) and the HTTP worker waits until every delivery report is in, then
+ * marks the acknowledged ones published and releases the failed ones in one statement each.
+ */
+#include "ingest.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "claims.h"
+#include "clock.h"
+#include "events.h"
+#include "json_util.h"
+#include "log.h"
+#include "posjson.h"
+#include "tillsync/v1/pos.pb-c.h"
+#include "tillsync/v1/stock.pb-c.h"
+
+#define EXCEPTION_REPEAT_MS (3600 * 1000LL) /* raise the same problem at most hourly */
+
+struct ingest {
+    struct service *svc;
+    struct ingest_opts opts;
+    const struct mapping *mapping;
+    struct catalog *catalog;
+    struct apikeys *keys;
+    struct http_route routes[6];
+    pthread_mutex_t raised_lock;
+    json_t *raised; /* exception dedupe key -> monotonic ms of the last raise */
+    struct metric *items_total;
+};
+
+/* What happened to one item of a request. */
+enum item_status {
+    ST_REJECTED = 1, /* validation failed: error set */
+    ST_ACCEPTED,     /* published now */
+    ST_DUPLICATE,    /* published before (or earlier in this request) */
+    ST_CONFLICT,     /* id reused with another body */
+    ST_RETRY,        /* Kafka or Postgres failed, or in flight elsewhere: retry later */
+};
+
+struct pub_wait {
+    pthread_mutex_t lock;
+    pthread_cond_t done;
+    size_t pending;
+};
+
+struct work {
+    const char *type; /* "transaction", "movement", "takings" */
+    const json_t *obj;
+    struct pos_item item;
+    struct posjson_error err;
+    enum item_status status;
+    char retry_code[40];
+    char retry_msg[512];
+    long dup_of; /* index of the first item with the same event id, or -1 */
+    /* delivery report */
+    struct pub_wait *wait;
+    int kafka_error;
+    char kafka_errstr[320];
+};
+
+/* ---- helpers ----------------------------------------------------------------------------- */
+
+static const char *topic_of(const struct work *w)
+{
+    return w->item.kind == POS_ITEM_MOVEMENT ? "stock.movements.v1" : "pos.transactions.v1";
+}
+
+static const char *status_name(enum item_status s)
+{
+    switch (s) {
+    case ST_ACCEPTED:
+        return "accepted";
+    case ST_DUPLICATE:
+        return "duplicate";
+    case ST_CONFLICT:
+        return "conflict";
+    case ST_RETRY:
+        return "retry";
+    default:
+        return "rejected";
+    }
+}
+
+static void set_retry(struct work *w, const char *code, const char *fmt, const char *detail)
+{
+    w->status = ST_RETRY;
+    snprintf(w->retry_code, sizeof(w->retry_code), "%s", code);
+    snprintf(w->retry_msg, sizeof(w->retry_msg), fmt, detail);
+}
+
+static void on_delivery(void *opaque, int error, const char *errstr, int32_t partition,
+                        int64_t offset)
+{
+    struct work *w = opaque;
+    struct pub_wait *pw = w->wait;
+
+    (void)partition;
+    (void)offset;
+    pthread_mutex_lock(&pw->lock);
+    w->kafka_error = error;
+    if (error)
+        snprintf(w->kafka_errstr, sizeof(w->kafka_errstr), "%s", errstr ? errstr : "failed");
+    if (--pw->pending == 0)
+        pthread_cond_broadcast(&pw->done);
+    pthread_mutex_unlock(&pw->lock);
+}
+
+/* Queue one owned item. Returns 0 when queued (on_delivery will run), else negative. */
+static int publish_one(struct ingest *ing, struct work *w, char *err, size_t errlen)
+{
+    Tillsync__V1__BusinessRefs refs = TILLSYNC__V1__BUSINESS_REFS__INIT;
+    Tillsync__V1__Envelope env;
+    const struct pos_item *it = &w->item;
+
+    if (it->kind == POS_ITEM_MOVEMENT) {
+        Tillsync__V1__StockMovementEvent ev = TILLSYNC__V1__STOCK_MOVEMENT_EVENT__INIT;
+
+        refs.location_id = it->movement->location_id;
+        refs.movement_id = it->movement->movement_id;
+        refs.store_code = it->movement->store_code;
+        event_envelope_fill(&env, ing->svc, it->event_id, it->occurred_at_ms, it->source,
+                            it->source_name, &refs);
+        ev.envelope = &env;
+        ev.movement = it->movement;
+        return event_publish(ing->svc, "stock.movements.v1", it->key, &ev.base, it->event_id,
+                             it->occurred_at_ms, on_delivery, w, err, errlen);
+    }
+    Tillsync__V1__PosTransactionEvent ev = TILLSYNC__V1__POS_TRANSACTION_EVENT__INIT;
+
+    if (it->kind == POS_ITEM_TRANSACTION) {
+        refs.pos_transaction_id = it->transaction->transaction_id;
+        refs.till_id = it->transaction->till_id;
+        refs.store_code = it->transaction->store_code;
+        refs.location_id = it->transaction->location_id;
+        if (it->transaction->customer)
+            refs.customer_id = it->transaction->customer->customer_id;
+        ev.body_case = TILLSYNC__V1__POS_TRANSACTION_EVENT__BODY_TRANSACTION;
+        ev.transaction = it->transaction;
+    } else {
+        refs.till_id = it->takings->till_id;
+        refs.store_code = it->takings->store_code;
+        ev.body_case = TILLSYNC__V1__POS_TRANSACTION_EVENT__BODY_TAKINGS;
+        ev.takings = it->takings;
+    }
+    event_envelope_fill(&env, ing->svc, it->event_id, it->occurred_at_ms, it->source,
+                        it->source_name, &refs);
+    ev.envelope = &env;
+    return event_publish(ing->svc, "pos.transactions.v1", it->key, &ev.base, it->event_id,
+                         it->occurred_at_ms, on_delivery, w, err, errlen);
+}
+
+/* Raise one exception unless the same key was raised within the last hour. */
+static void raise_once(struct ingest *ing, Tillsync__V1__ExceptionType type, const char *key,
+                       const char *summary, const struct work *w, const char *const *details)
+{
+    Tillsync__V1__BusinessRefs refs = TILLSYNC__V1__BUSINESS_REFS__INIT;
+    struct exception_raise x = {0};
+    int64_t now = clock_mono_ms();
+    json_t *last;
+    char err[256];
+
+    pthread_mutex_lock(&ing->raised_lock);
+    last = json_object_get(ing->raised, key);
+    if (last && now - json_integer_value(last) < EXCEPTION_REPEAT_MS) {
+        pthread_mutex_unlock(&ing->raised_lock);
+        return;
+    }
+    json_object_set_new(ing->raised, key, json_integer(now));
+    pthread_mutex_unlock(&ing->raised_lock);
+    if (w->item.kind == POS_ITEM_TRANSACTION) {
+        refs.pos_transaction_id = w->item.transaction->transaction_id;
+        refs.store_code = w->item.transaction->store_code;
+        refs.till_id = w->item.transaction->till_id;
+        refs.location_id = w->item.transaction->location_id;
+    } else if (w->item.kind == POS_ITEM_MOVEMENT) {
+        refs.movement_id = w->item.movement->movement_id;
+        refs.location_id = w->item.movement->location_id;
+    }
+    x.type = type;
+    x.dedupe_key = key;
+    x.summary = summary;
+    x.related_event_id = w->item.event_id;
+    x.topic = topic_of(w);
+    x.refs = &refs;
+    x.details = details;
+    if (event_raise_exception(ing->svc, &x, err, sizeof(err)) != 0) {
+        log_kv(LOG_LVL_WARN, "exception not raised", "key", key, "reason", err, NULL);
+        pthread_mutex_lock(&ing->raised_lock);
+        json_object_del(ing->raised, key); /* try again next time */
+        pthread_mutex_unlock(&ing->raised_lock);
+    }
+}
+
+static void raise_exceptions(struct ingest *ing, const struct work *w)
+{
+    const char *where =
+        w->item.kind == POS_ITEM_MOVEMENT ? w->item.movement->location_id : w->item.source_name;
+    char key[400], summary[400];
+
+    for (size_t i = 0; i < w->item.n_unknown_skus; i++) {
+        const char *sku = w->item.unknown_skus[i];
+        const char *details[] = {"sku", sku, "source", where, NULL};
+
+        snprintf(key, sizeof(key), "sku_unknown/%s/%s", ing->svc->tenant_id, sku);
+        snprintf(summary, sizeof(summary), "SKU %s sold or moved at %s is not in the catalogue",
+                 sku, where);
+        raise_once(ing, TILLSYNC__V1__EXCEPTION_TYPE__EXCEPTION_TYPE_SKU_UNKNOWN, key, summary, w,
+                   details);
+    }
+    for (size_t i = 0; i < w->item.n_unmapped_codes; i++) {
+        const char *code = w->item.unmapped_codes[i];
+        const char *details[] = {"non_stock_code", code, NULL};
+
+        snprintf(key, sizeof(key), "non_stock_unmapped/%s/%s", ing->svc->tenant_id, code);
+        snprintf(summary, sizeof(summary), "Non-stock code %s has no ledger code", code);
+        raise_once(ing, TILLSYNC__V1__EXCEPTION_TYPE__EXCEPTION_TYPE_NON_STOCK_UNMAPPED, key,
+                   summary, w, details);
+    }
+}
+
+/* ---- the shared pipeline ------------------------------------------------------------------ */
+
+/* Claim, publish and settle every validated item of ws[0..n). */
+static void process(struct ingest *ing, struct work *ws, size_t n)
+{
+    struct claim *claims = calloc(n + 1, sizeof(*claims));
+    size_t *owner = calloc(n + 1, sizeof(*owner)); /* claims[k] belongs to ws[owner[k]] */
+    const char **ok_ids = calloc(n + 1, sizeof(*ok_ids));
+    const char **bad_ids = calloc(n + 1, sizeof(*bad_ids));
+    struct pub_wait pw = {.pending = 0};
+    json_t *seen = json_object();
+    size_t nc = 0, nok = 0, nbad = 0;
+    char err[300];
+
+    if (!claims || !owner || !ok_ids || !bad_ids || !seen)
+        abort(); /* OOM policy */
+    pthread_mutex_init(&pw.lock, NULL);
+    pthread_cond_init(&pw.done, NULL);
+    /* fold repeats within the request onto their first occurrence */
+    for (size_t i = 0; i < n; i++) {
+        json_t *first;
+
+        ws[i].dup_of = -1;
+        if (ws[i].status == ST_REJECTED)
+            continue;
+        first = json_object_get(seen, ws[i].item.event_id);
+        if (first) {
+            ws[i].dup_of = (long)json_integer_value(first);
+            continue;
+        }
+        json_object_set_new(seen, ws[i].item.event_id, json_integer((json_int_t)i));
+        claims[nc].event_id = ws[i].item.event_id;
+        claims[nc].body_hash = ws[i].item.body_hash;
+        owner[nc++] = i;
+    }
+    if (claims_claim(ing->svc->pg, claims, nc, ing->opts.claim_lease_ms, err, sizeof(err)) != 0) {
+        log_kv(LOG_LVL_WARN, "idempotency store unavailable", "reason", err, NULL);
+        for (size_t k = 0; k < nc; k++)
+            set_retry(&ws[owner[k]], "database_unavailable",
+                      "the idempotency store is unavailable (%s); retry later", "postgres");
+        nc = 0;
+    }
+    /* queue every owned item, then wait for all delivery reports */
+    for (size_t k = 0; k < nc; k++) {
+        struct work *w = &ws[owner[k]];
+
+        switch (claims[k].state) {
+        case CLAIM_PUBLISHED:
+            w->status = ST_DUPLICATE;
+            continue;
+        case CLAIM_CONFLICT:
+            w->status = ST_CONFLICT;
+            continue;
+        case CLAIM_IN_FLIGHT:
+            set_retry(w, "in_progress", "%s",
+                      "the same fact is being published by another "
+                      "request; retry shortly");
+            continue;
+        case CLAIM_OWNED:
+            break;
+        }
+        w->wait = &pw;
+        pthread_mutex_lock(&pw.lock);
+        pw.pending++;
+        pthread_mutex_unlock(&pw.lock);
+        if (publish_one(ing, w, err, sizeof(err)) != 0) {
+            pthread_mutex_lock(&pw.lock);
+            pw.pending--;
+            pthread_mutex_unlock(&pw.lock);
+            w->kafka_error = -EIO;
+            snprintf(w->kafka_errstr, sizeof(w->kafka_errstr), "%s", err);
+        }
+        w->status = ST_ACCEPTED; /* provisional: settled below by the delivery report */
+    }
+    pthread_mutex_lock(&pw.lock);
+    while (pw.pending > 0)
+        pthread_cond_wait(&pw.done, &pw.lock);
+    pthread_mutex_unlock(&pw.lock);
+    for (size_t k = 0; k < nc; k++) {
+        struct work *w = &ws[owner[k]];
+
+        if (claims[k].state != CLAIM_OWNED)
+            continue;
+        if (w->kafka_error == 0) {
+            ok_ids[nok++] = w->item.event_id;
+        } else {
+            bad_ids[nbad++] = w->item.event_id;
+            set_retry(w, "kafka_unavailable", "Kafka did not acknowledge the event (%s); retry",
+                      w->kafka_errstr);
+        }
+    }
+    if (claims_finish(ing->svc->pg, ok_ids, nok, 1, err, sizeof(err)) != 0)
+        log_kv(LOG_LVL_WARN,
+               "published facts not marked; a retry after the lease republishes "
+               "them with the same event id",
+               "reason", err, NULL);
+    if (claims_finish(ing->svc->pg, bad_ids, nbad, 0, err, sizeof(err)) != 0)
+        log_kv(LOG_LVL_WARN, "failed claims not released; they free up after the lease", "reason",
+               err, NULL);
+    for (size_t i = 0; i < n; i++) {
+        if (ws[i].dup_of >= 0) {
+            const struct work *f = &ws[ws[i].dup_of];
+
+            if (f->status == ST_ACCEPTED || f->status == ST_DUPLICATE)
+                ws[i].status = strcmp(f->item.body_hash, ws[i].item.body_hash) == 0 ? ST_DUPLICATE
+                                                                                    : ST_CONFLICT;
+            else if (f->status == ST_RETRY)
+                set_retry(&ws[i], f->retry_code, "%s", f->retry_msg);
+            else
+                ws[i].status = f->status;
+        }
+        if (ws[i].status == ST_ACCEPTED)
+            raise_exceptions(ing, &ws[i]);
+        metric_add(ing->items_total, 1, ws[i].type, status_name(ws[i].status));
+    }
+    json_decref(seen);
+    pthread_mutex_destroy(&pw.lock);
+    pthread_cond_destroy(&pw.done);
+    free(claims);
+    free(owner);
+    free(ok_ids);
+    free(bad_ids);
+}
+
+/* ---- request handling --------------------------------------------------------------------- */
+
+typedef int (*parse_fn)(const json_t *, const struct posjson_ctx *, struct pos_item *,
+                        struct posjson_error *);
+
+/* Authenticate: 0 with who set, else the response is filled and negative returned. */
+static int authenticate(struct ingest *ing, const struct http_request *req,
+                        struct http_response *resp, struct apikey_principal *who)
+{
+    const char *h = http_request_header(req, "Authorization");
+    const char *key = http_request_header(req, "X-Api-Key");
+    int rc;
+
+    if (!key && h && strncasecmp(h, "Bearer ", 7) == 0)
+        key = h + 7;
+    rc = apikeys_check(ing->keys, key, who);
+    if (rc == -EAGAIN) {
+        http_response_header(resp, "Retry-After", "5");
+        http_response_error(resp, 503, "database_unavailable", NULL,
+                            "API keys cannot be loaded right now; retry later");
+        return rc;
+    }
+    if (rc != 0) {
+        http_response_header(resp, "WWW-Authenticate", "Bearer");
+        http_response_error(resp, 401, "unauthorized", NULL,
+                            key ? "unknown or revoked API key"
+                                : "missing API key (Authorization: Bearer <key> or X-Api-Key)");
+        return rc;
+    }
+    return 0;
+}
+
+static void ctx_init(struct ingest *ing, const struct apikey_principal *who, bool late,
+                     struct posjson_ctx *ctx)
+{
+    memset(ctx, 0, sizeof(*ctx));
+    ctx->tenant_id = ing->svc->tenant_id;
+    ctx->mapping = ing->mapping;
+    ctx->auth_store = who->store_code[0] ? who->store_code : NULL;
+    ctx->now_ms = clock_now_ms();
+    ctx->max_future_ms = ing->opts.max_future_ms;
+    ctx->uploaded_late = late;
+    ctx->sku_lookup = catalog_sku_lookup;
+    ctx->sku_opaque = ing->catalog;
+}
+
+static json_t *item_result(const struct work *w)
+{
+    json_t *r = json_pack("{s:s}", "status", status_name(w->status));
+
+    if (w->status != ST_REJECTED) {
+        json_object_set_new(r, "event_id", json_string(w->item.event_id));
+        json_object_set_new(r, "topic", json_string(topic_of(w)));
+    }
+    if (w->status == ST_ACCEPTED || w->status == ST_DUPLICATE) {
+        json_t *u = json_array(), *c = json_array();
+
+        for (size_t i = 0; i < w->item.n_unknown_skus; i++)
+            json_array_append_new(u, json_string(w->item.unknown_skus[i]));
+        for (size_t i = 0; i < w->item.n_unmapped_codes; i++)
+            json_array_append_new(c, json_string(w->item.unmapped_codes[i]));
+        json_object_set_new(r, "unknown_skus", u);
+        json_object_set_new(r, "unmapped_codes", c);
+    }
+    return r;
+}
+
+/* Answer a single-item request from its settled work. */
+static void respond_single(struct work *w, struct http_response *resp)
+{
+    const char *idfield = w->item.kind == POS_ITEM_MOVEMENT  ? "movement_id"
+                          : w->item.kind == POS_ITEM_TAKINGS ? "business_date"
+                                                             : "transaction_id";
+
+    switch (w->status) {
+    case ST_REJECTED:
+        http_response_error(resp, w->err.status, w->err.code, w->err.field[0] ? w->err.field : NULL,
+                            "%s", w->err.message);
+        return;
+    case ST_CONFLICT:
+        http_response_error(resp, 409, "conflict", idfield,
+                            "%s: already used for a different %s (event %s)", idfield, w->type,
+                            w->item.event_id);
+        return;
+    case ST_RETRY:
+        http_response_header(resp, "Retry-After", strcmp(w->retry_code, "in_progress") ? "5" : "1");
+        http_response_error(resp, 503, w->retry_code, NULL, "%s", w->retry_msg);
+        return;
+    default:
+        http_response_json(resp, 202, item_result(w));
+    }
+}
+
+static void handle_single(struct ingest *ing, const struct http_request *req,
+                          struct http_response *resp, const char *type, parse_fn parse)
+{
+    struct apikey_principal who;
+    struct posjson_ctx ctx;
+    struct work w;
+    char err[256];
+    json_t *obj;
+
+    if (authenticate(ing, req, resp, &who) != 0)
+        return;
+    obj = json_parse_object(req->body, req->body_len, err, sizeof(err));
+    if (!obj) {
+        http_response_error(resp, 400, "invalid_json", NULL, "%s", err);
+        return;
+    }
+    memset(&w, 0, sizeof(w));
+    w.type = type;
+    w.obj = obj;
+    ctx_init(ing, &who, false, &ctx);
+    if (parse(obj, &ctx, &w.item, &w.err) != 0) {
+        w.status = ST_REJECTED;
+        metric_add(ing->items_total, 1, type, "rejected");
+    } else {
+        process(ing, &w, 1);
+    }
+    respond_single(&w, resp);
+    pos_item_release(&w.item);
+    json_decref(obj);
+}
+
+static void on_transaction(const struct http_request *req, struct http_response *resp, void *op)
+{
+    handle_single(op, req, resp, "transaction", posjson_transaction);
+}
+
+static void on_movement(const struct http_request *req, struct http_response *resp, void *op)
+{
+    handle_single(op, req, resp, "movement", posjson_movement);
+}
+
+static void on_takings(const struct http_request *req, struct http_response *resp, void *op)
+{
+    handle_single(op, req, resp, "takings", posjson_takings);
+}
+
+static void on_batch(const struct http_request *req, struct http_response *resp, void *op)
+{
+    static const char *const groups[] = {"transactions", "movements"};
+    static const char *const types[] = {"transaction", "movement"};
+    static const parse_fn parsers[] = {posjson_transaction, posjson_movement};
+    struct ingest *ing = op;
+    struct apikey_principal who;
+    struct posjson_ctx ctx;
+    struct work *ws = NULL;
+    json_t *obj, *arr[2] = {NULL, NULL}, *results = NULL;
+    size_t n = 0, k = 0, counts[6] = {0};
+    bool retry = false;
+    const char *key;
+    json_t *v;
+    char err[256];
+
+    if (authenticate(ing, req, resp, &who) != 0)
+        return;
+    obj = json_parse_object(req->body, req->body_len, err, sizeof(err));
+    if (!obj) {
+        http_response_error(resp, 400, "invalid_json", NULL, "%s", err);
+        return;
+    }
+    json_object_foreach(obj, key, v)
+    {
+        if (strcmp(key, "transactions") != 0 && strcmp(key, "movements") != 0) {
+            http_response_error(resp, 422, "unknown_field", key,
+                                "%s: unknown field (a batch has transactions and movements)", key);
+            goto out;
+        }
+        (void)v;
+    }
+    for (int g = 0; g < 2; g++) {
+        arr[g] = json_object_get(obj, groups[g]);
+        if (arr[g] && !json_is_array(arr[g])) {
+            http_response_error(resp, 422, "invalid_field", groups[g], "%s: must be an array",
+                                groups[g]);
+            goto out;
+        }
+        n += json_array_size(arr[g]);
+    }
+    if (n == 0) {
+        http_response_error(resp, 422, "missing_field", "transactions",
+                            "transactions: a batch needs at least one transaction or movement");
+        goto out;
+    }
+    if (n > (size_t)ing->opts.batch_max_items) {
+        http_response_error(resp, 422, "too_many", "transactions",
+                            "transactions: %zu items exceed the batch limit of %ld", n,
+                            ing->opts.batch_max_items);
+        goto out;
+    }
+    ws = calloc(n, sizeof(*ws));
+    if (!ws)
+        abort();
+    ctx_init(ing, &who, true, &ctx);
+    for (int g = 0; g < 2; g++) {
+        for (size_t i = 0; i < json_array_size(arr[g]); i++, k++) {
+            json_t *it = json_array_get(arr[g], i);
+            struct work *w = &ws[k];
+
+            w->type = types[g];
+            w->obj = it;
+            if (!json_is_object(it)) {
+                w->status = ST_REJECTED;
+                w->err.status = 422;
+                snprintf(w->err.code, sizeof(w->err.code), "invalid_field");
+                snprintf(w->err.message, sizeof(w->err.message), "must be an object");
+                continue;
+            }
+            if (parsers[g](it, &ctx, &w->item, &w->err) != 0)
+                w->status = ST_REJECTED;
+        }
+    }
+    process(ing, ws, n);
+    results = json_array();
+    k = 0;
+    for (int g = 0; g < 2; g++) {
+        for (size_t i = 0; i < json_array_size(arr[g]); i++, k++) {
+            struct work *w = &ws[k];
+            json_t *r = item_result(w);
+            const char *id = json_string_value(json_object_get(
+                json_array_get(arr[g], i), g == 0 ? "transaction_id" : "movement_id"));
+            char field[256];
+
+            json_object_set_new(r, "type", json_string(w->type));
+            json_object_set_new(r, "index", json_integer((json_int_t)i));
+            if (id)
+                json_object_set_new(r, "id", json_string(id));
+            if (w->status == ST_REJECTED) {
+                char msg[480];
+
+                snprintf(field, sizeof(field), "%s[%zu]%s%s", groups[g], i,
+                         w->err.field[0] ? "." : "", w->err.field);
+                snprintf(msg, sizeof(msg), "%s[%zu]%s%s", groups[g], i,
+                         w->err.field[0] ? "." : ": ", w->err.message);
+                json_object_set_new(r, "error",
+                                    json_pack("{s:s, s:s, s:s}", "code", w->err.code, "message",
+                                              msg, "field", field));
+            } else if (w->status == ST_RETRY) {
+                json_object_set_new(
+                    r, "error",
+                    json_pack("{s:s, s:s}", "code", w->retry_code, "message", w->retry_msg));
+                retry = true;
+            } else if (w->status == ST_CONFLICT) {
+                json_object_set_new(r, "error",
+                                    json_pack("{s:s, s:s}", "code", "conflict", "message",
+                                              "the id was already used for different content"));
+            }
+            counts[w->status]++;
+            json_array_append_new(results, r);
+        }
+    }
+    if (retry)
+        http_response_header(resp, "Retry-After", "5");
+    http_response_json(
+        resp, retry ? 503 : 200,
+        json_pack("{s:I, s:I, s:I, s:I, s:I, s:o}", "accepted", (json_int_t)counts[ST_ACCEPTED],
+                  "duplicate", (json_int_t)counts[ST_DUPLICATE], "rejected",
+                  (json_int_t)counts[ST_REJECTED], "conflict", (json_int_t)counts[ST_CONFLICT],
+                  "retry", (json_int_t)counts[ST_RETRY], "results", results));
+out:
+    for (size_t i = 0; ws && i < n; i++)
+        pos_item_release(&ws[i].item);
+    free(ws);
+    json_decref(obj);
+}
+
+/* ?since= as RFC 3339 or Unix ms; absent = everything. */
+static int since_param(const struct http_request *req, struct http_response *resp, int64_t *since)
+{
+    const char *s = http_request_query(req, "since");
+    char *end;
+
+    *since = 0;
+    if (!s || !*s)
+        return 0;
+    if (clock_parse_rfc3339(s, since) == 0)
+        return 0;
+    errno = 0;
+    *since = strtoll(s, &end, 10);
+    if (errno || *end || *since < 0) {
+        http_response_error(resp, 400, "invalid_parameter", "since",
+                            "since: \"%s\" is neither RFC 3339 nor Unix milliseconds", s);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static void catalog_reply(struct ingest *ing, const struct http_request *req,
+                          struct http_response *resp, bool prices)
+{
+    struct apikey_principal who;
+    const char *ls = http_request_query(req, "limit");
+    long limit = 1000;
+    int64_t since;
+    bool more;
+    json_t *items;
+    char now[32], *end;
+
+    if (authenticate(ing, req, resp, &who) != 0 || since_param(req, resp, &since) != 0)
+        return;
+    if (ls) {
+        errno = 0;
+        limit = strtol(ls, &end, 10);
+        if (errno || *end || limit < 1 || limit > 10000) {
+            http_response_error(resp, 400, "invalid_parameter", "limit",
+                                "limit: must be an integer from 1 to 10000");
+            return;
+        }
+    }
+    clock_format_rfc3339(clock_now_ms(), now, sizeof(now));
+    items = catalog_list(ing->catalog, since, prices, (size_t)limit, &more);
+    http_response_json(resp, 200,
+                       json_pack("{s:s, s:I, s:b, s:o}", "as_of", now, "count",
+                                 (json_int_t)json_array_size(items), "truncated", (int)more,
+                                 "items", items));
+}
+
+static void on_catalog_items(const struct http_request *req, struct http_response *resp, void *op)
+{
+    catalog_reply(op, req, resp, false);
+}
+
+static void on_price_changes(const struct http_request *req, struct http_response *resp, void *op)
+{
+    catalog_reply(op, req, resp, true);
+}
+
+/* ---- lifecycle ------------------------------------------------------------------------------ */
+
+struct ingest *ingest_new(struct service *svc, const struct ingest_opts *opts,
+                          const struct mapping *mapping, struct catalog *catalog,
+                          struct apikeys *keys)
+{
+    struct ingest *ing = calloc(1, sizeof(*ing));
+    const struct http_route routes[] = {
+        {"POST", "/v1/transactions", on_transaction, ing, 0, "application/json"},
+        {"POST", "/v1/movements", on_movement, ing, 0, "application/json"},
+        {"POST", "/v1/takings", on_takings, ing, 0, "application/json"},
+        {"POST", "/v1/batches", on_batch, ing, (size_t)opts->batch_max_body, "application/json"},
+        {"GET", "/v1/catalog/items", on_catalog_items, ing, 0, NULL},
+        {"GET", "/v1/catalog/price-changes", on_price_changes, ing, 0, NULL},
+    };
+
+    if (!ing)
+        abort(); /* OOM policy */
+    ing->svc = svc;
+    ing->opts = *opts;
+    ing->mapping = mapping;
+    ing->catalog = catalog;
+    ing->keys = keys;
+    memcpy(ing->routes, routes, sizeof(routes));
+    pthread_mutex_init(&ing->raised_lock, NULL);
+    ing->raised = json_object();
+    ing->items_total =
+        metrics_counter(svc->metrics, "pos_ingest_items_total",
+                        "Till items by type and outcome (accepted, duplicate, rejected, conflict, "
+                        "retry)",
+                        "type,status");
+    return ing;
+}
+
+const struct http_route *ingest_routes(struct ingest *ing, size_t *n)
+{
+    *n = sizeof(ing->routes) / sizeof(ing->routes[0]);
+    return ing->routes;
+}
+
+void ingest_free(struct ingest *ing)
+{
+    if (!ing)
+        return;
+    json_decref(ing->raised);
+    pthread_mutex_destroy(&ing->raised_lock);
+    free(ing);
+}

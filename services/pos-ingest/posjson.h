@@ -1,0 +1,85 @@
+/*
+ * posjson — turns one till request body (already parsed JSON) into the protobuf fact it
+ * describes: a transaction (sale, return, exchange, void), a stock movement (received,
+ * transfers, count, damage, shrinkage, snapshot, adjustment) or an end-of-day takings
+ * declaration. All validation lives here, with no network and no global state, so it can be
+ * unit-tested and fuzzed: every problem is reported with the HTTP status it deserves, a stable
+ * code and the JSON path of the field ("lines[2].quantity").
+ *
+ * Memory: everything a parsed item points to (protobuf messages, strings copied out of the
+ * JSON) lives in the item's own arena; pos_item_release() frees it all at once.
+ */
+#ifndef POS_INGEST_POSJSON_H
+#define POS_INGEST_POSJSON_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mapping.h"
+#include "tillsync/v1/pos.pb-c.h"
+#include "tillsync/v1/stock.pb-c.h"
+
+/* What the validation needs to know about the world. */
+struct posjson_ctx {
+    const char *tenant_id;         /* namespaces the deterministic event ids */
+    const struct mapping *mapping; /* store codes, locations, non-stock codes; never NULL */
+    const char *auth_store;        /* the store the API key belongs to; NULL = any store */
+    int64_t now_ms;                /* wall clock, for "in the future" checks */
+    int64_t max_future_ms;         /* how far ahead of now an occurred_at may be */
+    bool uploaded_late;            /* the item came in an offline batch */
+    /* SKU lookup: true when the catalogue knows sku; *requires_shipping set then. NULL = every
+     * SKU is known (requires shipping). Called on the caller's thread. */
+    bool (*sku_lookup)(void *opaque, const char *sku, bool *requires_shipping);
+    void *sku_opaque;
+};
+
+/* A validation failure: HTTP status (400/403/422), a stable code, the field's JSON path
+ * (may be "" for the body as a whole) and a sentence naming it. */
+struct posjson_error {
+    int status;
+    char code[40];
+    char field[160];
+    char message[512];
+};
+
+enum pos_item_kind { POS_ITEM_TRANSACTION = 1, POS_ITEM_MOVEMENT, POS_ITEM_TAKINGS };
+
+struct pos_arena_block;
+
+/* A validated fact ready to publish. Invariant once posjson_* returned 0: exactly the message
+ * of `kind` is set; event_id is the deterministic id of the fact; key is the Kafka key;
+ * body_hash fingerprints the request (a reused id with other content is a conflict). */
+struct pos_item {
+    enum pos_item_kind kind;
+    Tillsync__V1__PosTransaction *transaction;
+    Tillsync__V1__StockMovement *movement;
+    Tillsync__V1__TakingsDeclaration *takings;
+    int64_t occurred_at_ms;
+    char event_id[37];
+    char key[300];
+    char body_hash[65];
+    const char *source_name;   /* the till / WMS / ERP that sent it */
+    int source;                /* Tillsync__V1__SourceSystem */
+    const char **unknown_skus; /* SKUs not in the catalogue (exceptions to raise) */
+    size_t n_unknown_skus;
+    const char **unmapped_codes; /* non-stock codes without a ledger code */
+    size_t n_unmapped_codes;
+    struct pos_arena_block *arena;
+};
+
+/* Validate a transaction / movement / takings object and fill out (caller-owned, need not be
+ * initialised). Returns 0, or -EINVAL with e filled (out then holds nothing to release, but
+ * pos_item_release is still safe). */
+int posjson_transaction(const json_t *obj, const struct posjson_ctx *ctx, struct pos_item *out,
+                        struct posjson_error *e);
+int posjson_movement(const json_t *obj, const struct posjson_ctx *ctx, struct pos_item *out,
+                     struct posjson_error *e);
+int posjson_takings(const json_t *obj, const struct posjson_ctx *ctx, struct pos_item *out,
+                    struct posjson_error *e);
+
+/* Free everything the item holds. Safe on a zeroed or already released item. */
+void pos_item_release(struct pos_item *it);
+
+#endif

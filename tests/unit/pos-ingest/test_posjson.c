@@ -1,0 +1,213 @@
+/*
+ * Unit tests of pos-ingest's validation (posjson), mapping and catalogue modules: no network.
+ * The integration test drives the same code through HTTP and Kafka; these pin down the rules.
+ */
+#include <setjmp.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "catalog.h"
+#include "json_util.h"
+#include "mapping.h"
+#include "posjson.h"
+#include "tillsync/v1/catalog.pb-c.h"
+
+static const char MAP[] =
+    "{\"stores\":{\"S001\":{\"location_id\":\"LOC-1\"}},\"locations\":[\"WH\"],"
+    "\"non_stock\":{\"BAG\":{\"ledger_code\":\"4010\"}}}";
+
+static struct mapping *map;
+
+static int setup(void **state)
+{
+    char err[256];
+
+    (void)state;
+    map = mapping_parse(MAP, sizeof(MAP) - 1, err, sizeof(err));
+    return map ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    mapping_free(map);
+    return 0;
+}
+
+static void ctx_make(struct posjson_ctx *ctx)
+{
+    memset(ctx, 0, sizeof(*ctx));
+    ctx->tenant_id = "t";
+    ctx->mapping = map;
+    ctx->now_ms = 1795514400000LL; /* 2026-11-24T10:00:00Z */
+    ctx->max_future_ms = 60000;
+}
+
+static int tx(const char *body, struct pos_item *it, struct posjson_error *e)
+{
+    struct posjson_ctx ctx;
+    char err[256];
+    json_t *obj = json_parse_object(body, strlen(body), err, sizeof(err));
+    int rc;
+
+    assert_non_null(obj);
+    ctx_make(&ctx);
+    rc = posjson_transaction(obj, &ctx, it, e);
+    json_decref(obj);
+    return rc;
+}
+
+#define HEAD                                                                                       \
+    "{\"transaction_id\":\"A1\",\"store_code\":\"S001\",\"till_id\":\"T1\",\"kind\":\"sale\","     \
+    "\"occurred_at\":\"2026-11-24T09:00:00Z\",\"currency\":\"EUR\","
+
+static void test_mapping(void **state)
+{
+    const char *ledger;
+    bool nns = false;
+    char err[256];
+
+    (void)state;
+    assert_string_equal(mapping_store_location(map, "S001"), "LOC-1");
+    assert_null(mapping_store_location(map, "S002"));
+    assert_true(mapping_location_known(map, "WH"));
+    assert_true(mapping_location_known(map, "LOC-1"));
+    assert_false(mapping_location_known(map, "X"));
+    assert_int_equal(mapping_non_stock(map, "BAG", &ledger, &nns), 0);
+    assert_string_equal(ledger, "4010");
+    assert_true(nns); /* default: needs no shipping */
+    assert_int_equal(mapping_non_stock(map, "FEE", &ledger, &nns), -ENOENT);
+    assert_null(mapping_parse("{\"stores\":{\"S\":{}}}", 19, err, sizeof(err)));
+    assert_non_null(strstr(err, "stores.S.location_id"));
+    assert_null(mapping_parse("{\"locations\":[1]}", 17, err, sizeof(err)));
+    assert_non_null(strstr(err, "locations[0]"));
+    assert_null(mapping_load("/nonexistent/map.json", err, sizeof(err)));
+    assert_non_null(strstr(err, "/nonexistent/map.json"));
+}
+
+static void test_money_and_ids(void **state)
+{
+    struct pos_item a, b;
+    struct posjson_error e;
+
+    (void)state;
+    assert_int_equal(tx(HEAD "\"lines\":[{\"sku\":\"K\",\"quantity\":3,\"unit_price\":\"2.50\","
+                             "\"discounts\":[{\"amount\":\"0.50\"}],\"tax_lines\":[{\"code\":"
+                             "\"V\",\"amount\":\"1.00\"}]}],\"tenders\":[{\"type\":\"cash\","
+                             "\"amount\":\"8.00\"}],\"total\":\"8.00\"}",
+                        &a, &e),
+                     0);
+    assert_int_equal(a.transaction->lines[0]->net_amount->minor_units, 700);
+    assert_int_equal(a.transaction->subtotal->minor_units, 700);
+    assert_int_equal(a.transaction->tax_total->minor_units, 100);
+    assert_int_equal(a.transaction->total->minor_units, 800); /* tax not included: added */
+    assert_string_equal(a.key, "S001/T1");
+    assert_string_equal(a.transaction->business_date, "2026-11-24");
+    /* the same fact with other content keeps its event id, but not its fingerprint */
+    assert_int_equal(tx(HEAD "\"cashier_id\":\"Z\",\"lines\":[{\"sku\":\"K\",\"quantity\":3,"
+                             "\"unit_price\":\"2.50\",\"discounts\":[{\"amount\":\"0.50\"}],"
+                             "\"tax_lines\":[{\"code\":\"V\",\"amount\":\"1.00\"}]}],"
+                             "\"tenders\":[{\"type\":\"cash\",\"amount\":\"8.00\"}],"
+                             "\"total\":\"8.00\"}",
+                        &b, &e),
+                     0);
+    assert_string_equal(a.event_id, b.event_id);
+    assert_string_not_equal(a.body_hash, b.body_hash);
+    pos_item_release(&a);
+    pos_item_release(&b);
+    pos_item_release(&b); /* twice is fine */
+}
+
+static void test_refusals(void **state)
+{
+    static const struct {
+        const char *body, *field, *code;
+        int status;
+    } cases[] = {
+        {HEAD "\"lines\":[{\"sku\":\"K\",\"quantity\":1,\"unit_price\":1,\"discounts\":[{"
+              "\"amount\":2}]}],\"total\":-1}",
+         "lines[0].discounts", "money_mismatch", 422},
+        {HEAD "\"lines\":[{\"sku\":\"K\",\"quantity\":1,\"unit_price\":1}],\"total\":1}", "tenders",
+         "missing_field", 422},
+        {HEAD "\"lines\":[{\"sku\":\"K\",\"quantity\":1,\"unit_price\":1}]}", "total",
+         "missing_field", 422},
+        {"{\"transaction_id\":\"A\",\"store_code\":\"S001\",\"till_id\":\"T\",\"kind\":"
+         "\"exchange\",\"occurred_at\":\"2026-11-24T09:00:00Z\",\"currency\":\"EUR\",\"lines\":[{"
+         "\"sku\":\"K\",\"quantity\":1,\"unit_price\":1}],\"tenders\":[{\"type\":\"cash\","
+         "\"amount\":1}],\"total\":1}",
+         "lines", "invalid_field", 422},
+        {HEAD "\"lines\":[{\"sku\":\"K\",\"quantity\":1,\"unit_price\":1}],\"tenders\":[{"
+              "\"type\":\"cash\",\"amount\":1}],\"total\":1,\"customer\":{\"name\":\"x\"}}",
+         "customer.loyalty_id", "missing_field", 422},
+        {"{\"transaction_id\":\"A\",\"store_code\":\"S001\",\"till_id\":\"T\",\"kind\":\"sale\","
+         "\"occurred_at\":\"2026-11-24T10:05:00Z\",\"currency\":\"EUR\"}",
+         "occurred_at", "time_in_future", 422},
+    };
+    struct pos_item it;
+    struct posjson_error e;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        if (tx(cases[i].body, &it, &e) == 0)
+            fail_msg("case %zu accepted", i);
+        assert_int_equal(e.status, cases[i].status);
+        assert_string_equal(e.field, cases[i].field);
+        assert_string_equal(e.code, cases[i].code);
+        assert_non_null(strstr(e.message, cases[i].field));
+        pos_item_release(&it);
+    }
+}
+
+static void test_catalog(void **state)
+{
+    struct catalog *c = catalog_new();
+    Tillsync__V1__CatalogItemEvent ev = TILLSYNC__V1__CATALOG_ITEM_EVENT__INIT;
+    Tillsync__V1__CatalogItem item = TILLSYNC__V1__CATALOG_ITEM__INIT;
+    uint8_t buf[512];
+    size_t n;
+    bool ship = true, more;
+    char err[256];
+    json_t *list;
+
+    (void)state;
+    item.sku = "GC-50";
+    item.requires_shipping = false;
+    item.price_changed_at_ms = 2000;
+    ev.item = &item;
+    n = tillsync__v1__catalog_item_event__pack(&ev, buf);
+    assert_int_equal(catalog_apply(c, "shopify/s/1", 11, buf, n, err, sizeof(err)), 0);
+    assert_true(catalog_sku_lookup(c, "GC-50", &ship));
+    assert_false(ship);
+    assert_false(catalog_sku_lookup(c, "NOPE", &ship));
+    list = catalog_list(c, 1000, true, 10, &more);
+    assert_int_equal(json_array_size(list), 1);
+    json_decref(list);
+    list = catalog_list(c, 3000, true, 10, &more);
+    assert_int_equal(json_array_size(list), 0);
+    json_decref(list);
+    assert_int_equal(catalog_apply(c, "k", 1, "\xff\xff", 2, err, sizeof(err)), -EINVAL);
+    assert_int_equal(catalog_apply(c, "shopify/s/1", 11, NULL, 0, err, sizeof(err)), 0); /* tomb */
+    assert_false(catalog_sku_lookup(c, "GC-50", &ship));
+    assert_int_equal(catalog_size(c), 0);
+    catalog_free(c);
+    catalog_free(NULL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_mapping),
+        cmocka_unit_test(test_money_and_ids),
+        cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_catalog),
+    };
+
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
