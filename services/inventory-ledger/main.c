@@ -1,17 +1,24 @@
 /*
  * inventory-ledger — the exactly-once stock ledger, available-to-sell and checkout holds.
- * The process life (configuration, connections, HTTP, signals) is service_main()'s.
+ * The process life (configuration, connections, HTTP, signals) is service_main()'s; the
+ * service's parts are in app.c.
  */
+#include <stdlib.h>
+
+#include "app.h"
 #include "service.h"
 
 static const struct service_spec spec = {
     .name = "inventory-ledger",
+    .migrations_dir = TILLSYNC_MIGRATIONS_DIR,
     .kafka = true,
     .postgres = true,
     .redis = true,
+    .extra = app_config,
+    .nextra = APP_NCONFIG,
 };
 
 int main(int argc, char **argv)
 {
-    return service_main(&spec, NULL, argc, argv);
+    return service_main(&spec, &app_hooks, argc, argv);
 }

@@ -1,0 +1,939 @@
+/*
+ * store — one consumed batch, one transaction. See store.h for the model.
+ *
+ * Phases of store_apply():
+ *   1. dedupe: insert every event id (sorted, so concurrent replicas lock in the same order);
+ *      the ids returned are the new events, the rest are duplicates and change nothing;
+ *   2. look up the existing entries of the sources that voids and order releases refer to;
+ *   3. create missing balance rows, lock every touched one (key order) and read its last
+ *      count time and whether SKU and location are known;
+ *   4. turn operations into entries in memory (counts query Σ on_hand as of their time);
+ *   5. write entries, balances (+ level outbox), exceptions and offsets; COMMIT.
+ */
+#include "store.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "clock.h"
+#include "log.h"
+#include "pgarr.h"
+#include "tillsync/v1/exception.pb-c.h"
+
+/* One (sku, location) the batch touches. sku/loc are borrowed from the events or a PGresult
+ * that lives as long as the applier. */
+struct key {
+    const char *sku, *loc;
+    int64_t last_count; /* occurred-at of the newest count, 0 = none */
+    int64_t d[3];       /* deltas of the batch per bucket */
+    bool counted;       /* last_count moved in this batch */
+    bool known_sku, known_loc;
+    bool used; /* an entry of a new event touches it */
+    size_t first_ev;
+};
+
+/* One entry to write. */
+struct row {
+    size_t key;
+    enum ledger_bucket bucket;
+    int64_t delta;
+    const char *reason;
+    size_t ev;
+    const char *line_ref;
+    int64_t occurred;
+};
+
+/* One exception to write to the outbox. */
+struct exc {
+    int type;
+    char dedupe[320];
+    char summary[320];
+    size_t ev;
+    const char *sku, *loc;
+};
+
+struct applier {
+    PGconn *conn;
+    const struct store_ctx *ctx;
+    const struct ledger_event *evs;
+    size_t n;
+    bool *isnew;
+    struct key *keys;
+    size_t nkeys, capkeys;
+    size_t *slots; /* open addressing: key index + 1, 0 = empty */
+    size_t nslots;
+    struct row *rows;
+    size_t nrows, caprows;
+    struct exc *excs;
+    size_t nexcs, capexcs;
+    PGresult *lookups; /* source_ref, sku, location_id, bucket, sum */
+    PGresult *locked;  /* rows of the lock statement (their strings back keys) */
+    char *err;
+    size_t errlen;
+};
+
+static int grow(void **p, size_t *cap, size_t need, size_t size)
+{
+    size_t c = *cap ? *cap : 16;
+    void *n;
+
+    if (need <= *cap)
+        return 0;
+    while (c < need)
+        c *= 2;
+    n = realloc(*p, c * size);
+    if (!n)
+        return -ENOMEM;
+    *p = n;
+    *cap = c;
+    return 0;
+}
+
+static uint64_t key_hash(const char *sku, const char *loc)
+{
+    uint64_t h = 1469598103934665603ULL;
+
+    for (const char *p = sku; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    h = (h ^ 0xff) * 1099511628211ULL;
+    for (const char *p = loc; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+    return h;
+}
+
+static int slots_rebuild(struct applier *a, size_t nslots)
+{
+    size_t *s = calloc(nslots, sizeof(*s));
+
+    if (!s)
+        return -ENOMEM;
+    free(a->slots);
+    a->slots = s;
+    a->nslots = nslots;
+    for (size_t i = 0; i < a->nkeys; i++) {
+        size_t j = key_hash(a->keys[i].sku, a->keys[i].loc) & (nslots - 1);
+
+        while (s[j])
+            j = (j + 1) & (nslots - 1);
+        s[j] = i + 1;
+    }
+    return 0;
+}
+
+/* Index of (sku, loc), added when absent; (size_t)-1 when out of memory. */
+static size_t key_get(struct applier *a, const char *sku, const char *loc, bool add)
+{
+    size_t j;
+
+    if (a->nslots == 0 || (a->nkeys + 1) * 2 > a->nslots)
+        if (slots_rebuild(a, a->nslots ? a->nslots * 2 : 256))
+            return (size_t)-1;
+    j = key_hash(sku, loc) & (a->nslots - 1);
+    while (a->slots[j]) {
+        struct key *k = &a->keys[a->slots[j] - 1];
+
+        if (strcmp(k->sku, sku) == 0 && strcmp(k->loc, loc) == 0)
+            return a->slots[j] - 1;
+        j = (j + 1) & (a->nslots - 1);
+    }
+    if (!add)
+        return (size_t)-1;
+    if (grow((void **)&a->keys, &a->capkeys, a->nkeys + 1, sizeof(*a->keys)))
+        return (size_t)-1;
+    a->keys[a->nkeys] = (struct key){.sku = sku, .loc = loc};
+    a->slots[j] = ++a->nkeys;
+    return a->nkeys - 1;
+}
+
+static int sql_fail(struct applier *a, PGresult *res, const char *what)
+{
+    const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    int rc = -EIO;
+
+    if (state && (strcmp(state, "40P01") == 0 || strcmp(state, "40001") == 0))
+        rc = -EAGAIN;
+    snprintf(a->err, a->errlen, "%s: %s", what,
+             res ? PQresultErrorMessage(res) : PQerrorMessage(a->conn));
+    PQclear(res);
+    return rc;
+}
+
+/* Run a statement; *out gets the result when the caller wants rows. */
+static int run(struct applier *a, const char *what, const char *sql, int nparams,
+               const char *const *params, PGresult **out)
+{
+    PGresult *res = PQexecParams(a->conn, sql, nparams, NULL, params, NULL, NULL, 0);
+    ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+        return sql_fail(a, res, what);
+    if (out)
+        *out = res;
+    else
+        PQclear(res);
+    return 0;
+}
+
+static int exc_add(struct applier *a, int type, size_t ev, const char *sku, const char *loc,
+                   const char *dedupe_fmt, const char *summary)
+{
+    struct exc *x;
+
+    if (grow((void **)&a->excs, &a->capexcs, a->nexcs + 1, sizeof(*a->excs)))
+        return -ENOMEM;
+    x = &a->excs[a->nexcs++];
+    x->type = type;
+    x->ev = ev;
+    x->sku = sku ? sku : "";
+    x->loc = loc ? loc : "";
+    snprintf(x->dedupe, sizeof(x->dedupe), "%s/%s/%s", dedupe_fmt, x->loc, x->sku);
+    snprintf(x->summary, sizeof(x->summary), "%s", summary);
+    return 0;
+}
+
+/* ---- phase 1: dedupe */
+
+static int cmp_idx_by_id(const void *x, const void *y, void *evs)
+{
+    const struct ledger_event *e = evs;
+
+    return strcmp(e[*(const size_t *)x].event_id, e[*(const size_t *)y].event_id);
+}
+
+static int dedupe(struct applier *a, struct store_stats *st)
+{
+    size_t *order = malloc((a->n ? a->n : 1) * sizeof(*order));
+    struct pgarr ids;
+    PGresult *res = NULL;
+    const char *params[1];
+    int rc = -ENOMEM;
+
+    pgarr_init(&ids);
+    if (!order)
+        goto out;
+    for (size_t i = 0; i < a->n; i++)
+        order[i] = i;
+    qsort_r(order, a->n, sizeof(*order), cmp_idx_by_id, (void *)a->evs);
+    for (size_t i = 0; i < a->n; i++)
+        if (i == 0 || strcmp(a->evs[order[i]].event_id, a->evs[order[i - 1]].event_id) != 0)
+            pgarr_text(&ids, a->evs[order[i]].event_id);
+    params[0] = pgarr_finish(&ids);
+    if (!params[0])
+        goto out;
+    rc = run(a, "dedupe",
+             "INSERT INTO applied_events (event_id) SELECT unnest($1::text[]) "
+             "ON CONFLICT DO NOTHING RETURNING event_id",
+             1, params, &res);
+    if (rc)
+        goto out;
+    /* new ids come back; the first occurrence in batch order of each is the one applied */
+    for (int r = 0; r < PQntuples(res); r++) {
+        const char *id = PQgetvalue(res, r, 0);
+        size_t lo = 0, hi = a->n, first = (size_t)-1;
+
+        while (lo < hi) { /* lower bound in the sorted order */
+            size_t mid = (lo + hi) / 2;
+
+            if (strcmp(a->evs[order[mid]].event_id, id) < 0)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        for (size_t i = lo; i < a->n && strcmp(a->evs[order[i]].event_id, id) == 0; i++)
+            if (first == (size_t)-1 || order[i] < first)
+                first = order[i];
+        if (first != (size_t)-1)
+            a->isnew[first] = true;
+    }
+    for (size_t i = 0; i < a->n; i++) {
+        if (a->isnew[i])
+            st->events++;
+        else
+            st->duplicates++;
+    }
+    rc = 0;
+out:
+    PQclear(res);
+    pgarr_release(&ids);
+    free(order);
+    return rc;
+}
+
+/* ---- phase 2: sources that voids and releases refer to */
+
+static int lookups_load(struct applier *a)
+{
+    struct pgarr refs;
+    const char *params[2];
+    int rc = -ENOMEM;
+
+    pgarr_init(&refs);
+    for (size_t i = 0; i < a->n; i++) {
+        if (!a->isnew[i])
+            continue;
+        for (size_t j = 0; j < a->evs[i].nops; j++) {
+            const struct ledger_op *op = &a->evs[i].ops[j];
+
+            if (op->kind == LEDGER_OP_REVERSE)
+                pgarr_text(&refs, op->ref);
+            else if (op->kind == LEDGER_OP_RELEASE)
+                pgarr_text(&refs, a->evs[i].source_ref);
+        }
+    }
+    if (refs.n == 0) {
+        rc = 0;
+        goto out;
+    }
+    params[0] = a->ctx->tenant_id;
+    params[1] = pgarr_finish(&refs);
+    if (!params[1])
+        goto out;
+    rc = run(a, "source lookup",
+             "SELECT source_ref, sku, location_id, bucket, sum(delta)::bigint FROM ledger_entries "
+             "WHERE tenant_id = $1 AND source_ref = ANY($2::text[]) GROUP BY 1, 2, 3, 4",
+             2, params, &a->lookups);
+    if (rc)
+        goto out;
+    for (int r = 0; r < PQntuples(a->lookups); r++)
+        if (key_get(a, PQgetvalue(a->lookups, r, 1), PQgetvalue(a->lookups, r, 2), true) ==
+            (size_t)-1) {
+            rc = -ENOMEM;
+            goto out;
+        }
+out:
+    pgarr_release(&refs);
+    return rc;
+}
+
+/* ---- phase 3: lock the keys */
+
+static int cmp_keys(const void *x, const void *y)
+{
+    const struct key *p = *(const struct key *const *)x, *q = *(const struct key *const *)y;
+    int c = strcmp(p->sku, q->sku);
+
+    return c ? c : strcmp(p->loc, q->loc);
+}
+
+static int keys_lock(struct applier *a)
+{
+    struct key **sorted = NULL;
+    struct pgarr skus, locs;
+    const char *params[3];
+    int rc = -ENOMEM;
+
+    pgarr_init(&skus);
+    pgarr_init(&locs);
+    if (a->nkeys == 0)
+        return 0;
+    sorted = malloc(a->nkeys * sizeof(*sorted));
+    if (!sorted)
+        goto out;
+    for (size_t i = 0; i < a->nkeys; i++)
+        sorted[i] = &a->keys[i];
+    qsort(sorted, a->nkeys, sizeof(*sorted), cmp_keys);
+    for (size_t i = 0; i < a->nkeys; i++) {
+        pgarr_text(&skus, sorted[i]->sku);
+        pgarr_text(&locs, sorted[i]->loc);
+    }
+    params[0] = a->ctx->tenant_id;
+    params[1] = pgarr_finish(&skus);
+    params[2] = pgarr_finish(&locs);
+    if (!params[1] || !params[2])
+        goto out;
+    /* C collation for the ORDER BY so Postgres locks in the order we sorted (strcmp) */
+    rc = run(a, "create balances",
+             "INSERT INTO balances (tenant_id, sku, location_id) "
+             "SELECT $1, s, l FROM unnest($2::text[], $3::text[]) AS k(s, l) "
+             "ORDER BY s COLLATE \"C\", l COLLATE \"C\" ON CONFLICT DO NOTHING",
+             3, params, NULL);
+    if (rc)
+        goto out;
+    rc = run(a, "lock balances",
+             "SELECT b.sku, b.location_id, b.last_count_at_ms, "
+             "  EXISTS (SELECT 1 FROM skus s WHERE s.tenant_id = $1 AND s.sku = b.sku), "
+             "  EXISTS (SELECT 1 FROM locations l WHERE l.tenant_id = $1 "
+             "          AND l.location_id = b.location_id) "
+             "FROM balances b JOIN unnest($2::text[], $3::text[]) AS k(s, l) "
+             "  ON b.tenant_id = $1 AND b.sku = k.s AND b.location_id = k.l "
+             "ORDER BY b.sku COLLATE \"C\", b.location_id COLLATE \"C\" FOR UPDATE OF b",
+             3, params, &a->locked);
+    if (rc)
+        goto out;
+    for (int r = 0; r < PQntuples(a->locked); r++) {
+        size_t k = key_get(a, PQgetvalue(a->locked, r, 0), PQgetvalue(a->locked, r, 1), false);
+
+        if (k == (size_t)-1)
+            continue;
+        a->keys[k].last_count = strtoll(PQgetvalue(a->locked, r, 2), NULL, 10);
+        a->keys[k].known_sku = PQgetvalue(a->locked, r, 3)[0] == 't';
+        a->keys[k].known_loc = PQgetvalue(a->locked, r, 4)[0] == 't';
+    }
+out:
+    pgarr_release(&skus);
+    pgarr_release(&locs);
+    free(sorted);
+    return rc;
+}
+
+/* ---- phase 4: operations → entries */
+
+static int row_add(struct applier *a, size_t key, enum ledger_bucket b, int64_t delta,
+                   const char *reason, size_t ev, const char *line_ref, int64_t occurred)
+{
+    struct key *k = &a->keys[key];
+
+    if (grow((void **)&a->rows, &a->caprows, a->nrows + 1, sizeof(*a->rows)))
+        return -ENOMEM;
+    a->rows[a->nrows++] = (struct row){key, b, delta, reason, ev, line_ref, occurred};
+    k->d[b] += delta;
+    if (!k->used) {
+        k->used = true;
+        k->first_ev = ev;
+    }
+    return 0;
+}
+
+/* An on_hand/committed/in_transit movement, corrected when a count already saw it. */
+static int move_apply(struct applier *a, size_t ev, size_t key, enum ledger_bucket b, int64_t delta,
+                      const char *reason, const char *line_ref)
+{
+    int64_t at = a->evs[ev].occurred_at_ms;
+    int rc;
+
+    if (delta == 0)
+        return 0;
+    rc = row_add(a, key, b, delta, reason, ev, line_ref, at);
+    if (rc == 0 && b == LEDGER_ON_HAND && a->keys[key].last_count && at <= a->keys[key].last_count)
+        rc = row_add(a, key, b, -delta, "count_correction", ev, line_ref, a->keys[key].last_count);
+    return rc;
+}
+
+static int count_apply(struct applier *a, size_t ev, const struct ledger_op *op, size_t key)
+{
+    struct key *k = &a->keys[key];
+    int64_t at = a->evs[ev].occurred_at_ms, sum;
+    char atbuf[32];
+    const char *params[4];
+    PGresult *res = NULL;
+    int rc;
+
+    if (k->last_count && at < k->last_count) {
+        const char *reason =
+            strcmp(op->reason, "snapshot") == 0 ? "snapshot_superseded" : "cycle_count_superseded";
+
+        /* kept for history; the newer count stands */
+        if (grow((void **)&a->rows, &a->caprows, a->nrows + 1, sizeof(*a->rows)))
+            return -ENOMEM;
+        a->rows[a->nrows++] = (struct row){key, LEDGER_ON_HAND, 0, reason, ev, op->line_ref, at};
+        return 0;
+    }
+    snprintf(atbuf, sizeof(atbuf), "%" PRId64, at);
+    params[0] = a->ctx->tenant_id;
+    params[1] = k->sku;
+    params[2] = k->loc;
+    params[3] = atbuf;
+    rc = run(a, "count",
+             "SELECT coalesce(sum(delta), 0)::bigint FROM ledger_entries WHERE tenant_id = $1 "
+             "AND sku = $2 AND location_id = $3 AND bucket = 'on_hand' AND occurred_at_ms <= $4",
+             4, params, &res);
+    if (rc)
+        return rc;
+    sum = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    PQclear(res);
+    for (size_t i = 0; i < a->nrows; i++)
+        if (a->rows[i].key == key && a->rows[i].bucket == LEDGER_ON_HAND &&
+            a->rows[i].occurred <= at)
+            sum += a->rows[i].delta;
+    rc = row_add(a, key, LEDGER_ON_HAND, op->qty - sum, op->reason, ev, op->line_ref, at);
+    k->last_count = at;
+    k->counted = true;
+    k->used = true;
+    return rc;
+}
+
+/* Net per (key, bucket) of every entry of source ref so far (database + this batch). */
+struct net {
+    size_t key;
+    enum ledger_bucket bucket;
+    int64_t sum;
+};
+
+static int net_add(struct net **nets, size_t *n, size_t *cap, size_t key, enum ledger_bucket b,
+                   int64_t v)
+{
+    for (size_t i = 0; i < *n; i++)
+        if ((*nets)[i].key == key && (*nets)[i].bucket == b) {
+            (*nets)[i].sum += v;
+            return 0;
+        }
+    if (grow((void **)nets, cap, *n + 1, sizeof(**nets)))
+        return -ENOMEM;
+    (*nets)[(*n)++] = (struct net){key, b, v};
+    return 0;
+}
+
+static enum ledger_bucket bucket_parse(const char *s)
+{
+    if (strcmp(s, "committed") == 0)
+        return LEDGER_COMMITTED;
+    if (strcmp(s, "in_transit") == 0)
+        return LEDGER_IN_TRANSIT;
+    return LEDGER_ON_HAND;
+}
+
+static int nets_of(struct applier *a, const char *ref, struct net **nets, size_t *n, size_t *cap)
+{
+    int rc = 0;
+
+    *n = 0;
+    for (int r = 0; a->lookups && rc == 0 && r < PQntuples(a->lookups); r++) {
+        size_t k;
+
+        if (strcmp(PQgetvalue(a->lookups, r, 0), ref) != 0)
+            continue;
+        k = key_get(a, PQgetvalue(a->lookups, r, 1), PQgetvalue(a->lookups, r, 2), false);
+        if (k != (size_t)-1)
+            rc = net_add(nets, n, cap, k, bucket_parse(PQgetvalue(a->lookups, r, 3)),
+                         strtoll(PQgetvalue(a->lookups, r, 4), NULL, 10));
+    }
+    for (size_t i = 0; rc == 0 && i < a->nrows; i++)
+        if (strcmp(a->evs[a->rows[i].ev].source_ref, ref) == 0)
+            rc = net_add(nets, n, cap, a->rows[i].key, a->rows[i].bucket, a->rows[i].delta);
+    return rc;
+}
+
+static int reverse_apply(struct applier *a, size_t ev, const struct ledger_op *op)
+{
+    struct net *nets = NULL;
+    size_t n = 0, cap = 0;
+    bool any = false;
+    int rc = nets_of(a, op->ref, &nets, &n, &cap);
+
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        if (nets[i].sum == 0)
+            continue;
+        any = true;
+        rc = move_apply(a, ev, nets[i].key, nets[i].bucket, -nets[i].sum, op->reason, op->line_ref);
+    }
+    if (rc == 0 && !any && n == 0)
+        rc = exc_add(a, TILLSYNC__V1__EXCEPTION_TYPE__EXCEPTION_TYPE_TRANSACTION_NOT_APPLIED, ev,
+                     "", op->location_id, "void_target_unknown",
+                     "void of a till transaction the ledger never applied");
+    free(nets);
+    return rc;
+}
+
+static int release_apply(struct applier *a, size_t ev, const struct ledger_op *op)
+{
+    struct net *nets = NULL;
+    size_t n = 0, cap = 0;
+    int64_t left = op->qty;
+    int rc = nets_of(a, a->evs[ev].source_ref, &nets, &n, &cap);
+
+    for (size_t i = 0; rc == 0 && i < n && left != 0; i++) {
+        int64_t take;
+
+        if (nets[i].bucket != LEDGER_COMMITTED || nets[i].sum <= 0)
+            continue;
+        if (*op->sku && strcmp(a->keys[nets[i].key].sku, op->sku) != 0)
+            continue;
+        take = left < 0 || left > nets[i].sum ? nets[i].sum : left;
+        rc = move_apply(a, ev, nets[i].key, LEDGER_COMMITTED, -take, op->reason, op->line_ref);
+        if (left > 0)
+            left -= take;
+    }
+    free(nets);
+    return rc;
+}
+
+static int ops_apply(struct applier *a)
+{
+    int rc = 0;
+
+    for (size_t i = 0; rc == 0 && i < a->n; i++) {
+        const struct ledger_event *e = &a->evs[i];
+
+        if (!a->isnew[i])
+            continue;
+        for (size_t j = 0; rc == 0 && j < e->nops; j++) {
+            const struct ledger_op *op = &e->ops[j];
+            size_t k = (size_t)-1;
+
+            if (op->kind == LEDGER_OP_MOVE || op->kind == LEDGER_OP_COUNT) {
+                k = key_get(a, op->sku, op->location_id, false);
+                if (k == (size_t)-1)
+                    return -ENOMEM; /* registered in phase 2 */
+            }
+            switch (op->kind) {
+            case LEDGER_OP_MOVE:
+                rc = move_apply(a, i, k, op->bucket, op->qty, op->reason, op->line_ref);
+                break;
+            case LEDGER_OP_COUNT:
+                rc = count_apply(a, i, op, k);
+                break;
+            case LEDGER_OP_REVERSE:
+                rc = reverse_apply(a, i, op);
+                break;
+            case LEDGER_OP_RELEASE:
+                rc = release_apply(a, i, op);
+                break;
+            }
+        }
+        for (size_t j = 0; rc == 0 && j < e->nproblems; j++) {
+            const struct ledger_problem *p = &e->problems[j];
+            const char *tag =
+                p->type == TILLSYNC__V1__EXCEPTION_TYPE__EXCEPTION_TYPE_NON_STOCK_UNMAPPED
+                    ? "non_stock_unmapped"
+                : p->type == TILLSYNC__V1__EXCEPTION_TYPE__EXCEPTION_TYPE_UNKNOWN_LOCATION
+                    ? "unknown_location"
+                    : "transaction_not_applied";
+
+            rc = exc_add(a, p->type, i, p->sku, p->location_id, tag, p->what);
+        }
+    }
+    return rc;
+}
+
+/* ---- phase 5: writes */
+
+static int entries_write(struct applier *a, int64_t now)
+{
+    struct pgarr c[9];
+    const char *params[11];
+    char nowbuf[32];
+    int rc = -ENOMEM;
+
+    if (a->nrows == 0)
+        return 0;
+    for (int i = 0; i < 9; i++)
+        pgarr_init(&c[i]);
+    for (size_t i = 0; i < a->nrows; i++) {
+        const struct row *r = &a->rows[i];
+
+        pgarr_text(&c[0], a->keys[r->key].sku);
+        pgarr_text(&c[1], a->keys[r->key].loc);
+        pgarr_text(&c[2], ledger_bucket_name(r->bucket));
+        pgarr_int(&c[3], r->delta);
+        pgarr_text(&c[4], r->reason);
+        pgarr_text(&c[5], a->evs[r->ev].event_id);
+        pgarr_text(&c[6], a->evs[r->ev].source_ref);
+        pgarr_text(&c[7], r->line_ref);
+        pgarr_int(&c[8], r->occurred);
+    }
+    snprintf(nowbuf, sizeof(nowbuf), "%" PRId64, now);
+    params[0] = a->ctx->tenant_id;
+    params[10] = nowbuf;
+    for (int i = 0; i < 9; i++)
+        if (!(params[i + 1] = pgarr_finish(&c[i])))
+            goto out;
+    rc = run(a, "ledger insert",
+             "INSERT INTO ledger_entries (tenant_id, sku, location_id, bucket, delta, reason, "
+             "event_id, source_ref, line_ref, occurred_at_ms, recorded_at_ms) "
+             "SELECT $1, s, l, b, d, r, e, sr, lr, o, $11 FROM unnest($2::text[], $3::text[], "
+             "$4::text[], $5::bigint[], $6::text[], $7::text[], $8::text[], $9::text[], "
+             "$10::bigint[]) AS u(s, l, b, d, r, e, sr, lr, o)",
+             11, params, NULL);
+out:
+    for (int i = 0; i < 9; i++)
+        pgarr_release(&c[i]);
+    return rc;
+}
+
+static int balances_write(struct applier *a, int64_t now)
+{
+    struct pgarr c[6];
+    const char *params[8];
+    char nowbuf[32];
+    PGresult *res = NULL;
+    size_t changed = 0;
+    int rc = -ENOMEM;
+
+    for (int i = 0; i < 6; i++)
+        pgarr_init(&c[i]);
+    for (size_t i = 0; i < a->nkeys; i++) {
+        const struct key *k = &a->keys[i];
+
+        if (!k->used)
+            continue;
+        changed++;
+        pgarr_text(&c[0], k->sku);
+        pgarr_text(&c[1], k->loc);
+        pgarr_int(&c[2], k->d[LEDGER_ON_HAND]);
+        pgarr_int(&c[3], k->d[LEDGER_COMMITTED]);
+        pgarr_int(&c[4], k->d[LEDGER_IN_TRANSIT]);
+        pgarr_int(&c[5], k->counted ? k->last_count : 0);
+    }
+    if (changed == 0) {
+        rc = 0;
+        goto out;
+    }
+    snprintf(nowbuf, sizeof(nowbuf), "%" PRId64, now);
+    params[0] = a->ctx->tenant_id;
+    params[7] = nowbuf;
+    for (int i = 0; i < 6; i++)
+        if (!(params[i + 1] = pgarr_finish(&c[i])))
+            goto out;
+    rc = run(a, "balances update",
+             "WITH d AS (SELECT * FROM unnest($2::text[], $3::text[], $4::bigint[], "
+             "  $5::bigint[], $6::bigint[], $7::bigint[]) AS d(s, l, oh, co, it, lc)), "
+             "b AS (UPDATE balances SET on_hand = on_hand + d.oh, committed = committed + d.co, "
+             "  in_transit = in_transit + d.it, "
+             "  last_count_at_ms = greatest(last_count_at_ms, d.lc), updated_at_ms = $8 "
+             "  FROM d WHERE balances.tenant_id = $1 AND balances.sku = d.s "
+             "  AND balances.location_id = d.l "
+             "  RETURNING balances.sku, balances.location_id, balances.on_hand, "
+             "  balances.committed, d.oh, d.co), "
+             "o AS (INSERT INTO level_outbox (tenant_id, skus, locations) "
+             "  SELECT $1, array_agg(sku), array_agg(location_id) FROM b HAVING count(*) > 0) "
+             "SELECT sku, location_id, on_hand, committed FROM b "
+             "WHERE (on_hand < 0 AND oh < 0) OR (on_hand - committed < 0 AND (oh < 0 OR co > 0))",
+             8, params, &res);
+    if (rc)
+        goto out;
+    for (int r = 0; rc == 0 && r < PQntuples(res); r++) {
+        size_t k = key_get(a, PQgetvalue(res, r, 0), PQgetvalue(res, r, 1), false);
+        char summary[256];
+
+        if (k == (size_t)-1)
+            continue;
+        snprintf(summary, sizeof(summary), "%s at %s: on_hand %s, committed %s",
+                 strtoll(PQgetvalue(res, r, 2), NULL, 10) < 0 ? "negative stock" : "oversold",
+                 a->keys[k].loc, PQgetvalue(res, r, 2), PQgetvalue(res, r, 3));
+        rc =
+            exc_add(a, TILLSYNC__V1__EXCEPTION_TYPE__EXCEPTION_TYPE_NEGATIVE_STOCK,
+                    a->keys[k].first_ev, a->keys[k].sku, a->keys[k].loc, "negative_stock", summary);
+    }
+out:
+    PQclear(res);
+    for (int i = 0; i < 6; i++)
+        pgarr_release(&c[i]);
+    return rc;
+}
+
+static const char *topic_base(enum ledger_topic t)
+{
+    switch (t) {
+    case LEDGER_TOPIC_POS:
+        return "pos.transactions.v1";
+    case LEDGER_TOPIC_STOCK:
+        return "stock.movements.v1";
+    case LEDGER_TOPIC_ORDERS:
+        return "shop.orders.v1";
+    default:
+        return "";
+    }
+}
+
+static int exceptions_write(struct applier *a, int64_t now, struct store_stats *st)
+{
+    struct pgarr c[7];
+    const char *params[9];
+    char nowbuf[32];
+    int rc = -ENOMEM;
+
+    /* unknown SKUs and locations of the keys new entries touched */
+    for (size_t i = 0; i < a->nkeys; i++) {
+        const struct key *k = &a->keys[i];
+
+        if (!k->used)
+            continue;
+        if (!k->known_sku && exc_add(a, TILLSYNC__V1__EXCEPTION_TYPE__EXCEPTION_TYPE_SKU_UNKNOWN,
+                                     k->first_ev, k->sku, k->loc, "sku_unknown",
+                                     "stock moved for a SKU the ledger does not know"))
+            return -ENOMEM;
+        if (!k->known_loc &&
+            exc_add(a, TILLSYNC__V1__EXCEPTION_TYPE__EXCEPTION_TYPE_UNKNOWN_LOCATION, k->first_ev,
+                    "", k->loc, "unknown_location",
+                    "stock moved at a location the ledger does not know"))
+            return -ENOMEM;
+    }
+    if (a->nexcs == 0)
+        return 0;
+    for (int i = 0; i < 7; i++)
+        pgarr_init(&c[i]);
+    for (size_t i = 0; i < a->nexcs; i++) {
+        const struct exc *x = &a->excs[i];
+
+        pgarr_int(&c[0], x->type);
+        pgarr_text(&c[1], x->dedupe);
+        pgarr_text(&c[2], x->summary);
+        pgarr_text(&c[3], a->evs[x->ev].event_id);
+        pgarr_text(&c[4], topic_base(a->evs[x->ev].topic));
+        pgarr_text(&c[5], x->sku);
+        pgarr_text(&c[6], x->loc);
+    }
+    snprintf(nowbuf, sizeof(nowbuf), "%" PRId64, now);
+    params[0] = a->ctx->tenant_id;
+    params[8] = nowbuf;
+    for (int i = 0; i < 7; i++)
+        if (!(params[i + 1] = pgarr_finish(&c[i])))
+            goto out;
+    rc = run(a, "exceptions insert",
+             "INSERT INTO exception_outbox (tenant_id, type, dedupe_key, summary, event_id, "
+             "topic, sku, location_id, created_at_ms) SELECT $1, t, d, s, e, tp, sk, l, $9 "
+             "FROM unnest($2::int[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], "
+             "$8::text[]) AS u(t, d, s, e, tp, sk, l)",
+             9, params, NULL);
+    if (rc == 0)
+        st->exceptions += a->nexcs;
+out:
+    for (int i = 0; i < 7; i++)
+        pgarr_release(&c[i]);
+    return rc;
+}
+
+static int offsets_write(struct applier *a, const struct store_offset *offs, size_t noffs)
+{
+    struct pgarr t, p, o;
+    const char *params[4];
+    int rc = -ENOMEM;
+
+    if (noffs == 0)
+        return 0;
+    pgarr_init(&t);
+    pgarr_init(&p);
+    pgarr_init(&o);
+    for (size_t i = 0; i < noffs; i++) {
+        pgarr_text(&t, offs[i].topic);
+        pgarr_int(&p, offs[i].partition);
+        pgarr_int(&o, offs[i].next_offset);
+    }
+    params[0] = a->ctx->group_id;
+    params[1] = pgarr_finish(&t);
+    params[2] = pgarr_finish(&p);
+    params[3] = pgarr_finish(&o);
+    if (params[1] && params[2] && params[3])
+        rc = run(a, "offsets upsert",
+                 "INSERT INTO consumer_offsets (group_id, topic, partition, next_offset) "
+                 "SELECT $1, t, p, o FROM unnest($2::text[], $3::int[], $4::bigint[]) "
+                 "AS u(t, p, o) ORDER BY 2, 3 "
+                 "ON CONFLICT (group_id, topic, partition) DO UPDATE SET next_offset = "
+                 "greatest(consumer_offsets.next_offset, EXCLUDED.next_offset)",
+                 4, params, NULL);
+    pgarr_release(&t);
+    pgarr_release(&p);
+    pgarr_release(&o);
+    return rc;
+}
+
+/* Register the keys of every MOVE and COUNT of new events. */
+static int keys_collect(struct applier *a)
+{
+    for (size_t i = 0; i < a->n; i++) {
+        if (!a->isnew[i])
+            continue;
+        for (size_t j = 0; j < a->evs[i].nops; j++) {
+            const struct ledger_op *op = &a->evs[i].ops[j];
+
+            if ((op->kind == LEDGER_OP_MOVE || op->kind == LEDGER_OP_COUNT) &&
+                key_get(a, op->sku, op->location_id, true) == (size_t)-1)
+                return -ENOMEM;
+        }
+    }
+    return 0;
+}
+
+int store_apply(PGconn *conn, const struct store_ctx *ctx, const struct ledger_event *evs, size_t n,
+                const struct store_offset *offs, size_t noffs, struct store_stats *st, char *err,
+                size_t errlen)
+{
+    struct applier a = {.conn = conn, .ctx = ctx, .evs = evs, .n = n, .err = err, .errlen = errlen};
+    struct store_stats local = {0};
+    int64_t now = clock_now_ms();
+    int rc;
+
+    a.isnew = calloc(n ? n : 1, sizeof(*a.isnew));
+    if (!a.isnew) {
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    rc = run(&a, "begin", "BEGIN", 0, NULL, NULL);
+    if (rc)
+        goto out;
+    {
+        int64_t t[8];
+        char buf[128];
+
+        t[0] = clock_mono_ms();
+        if ((rc = dedupe(&a, &local)) || (rc = keys_collect(&a)) || (rc = lookups_load(&a)))
+            goto rollback;
+        t[1] = clock_mono_ms();
+        if ((rc = keys_lock(&a)))
+            goto rollback;
+        t[2] = clock_mono_ms();
+        if ((rc = ops_apply(&a)))
+            goto rollback;
+        t[3] = clock_mono_ms();
+        if ((rc = entries_write(&a, now)))
+            goto rollback;
+        t[4] = clock_mono_ms();
+        if ((rc = balances_write(&a, now)))
+            goto rollback;
+        t[5] = clock_mono_ms();
+        if ((rc = exceptions_write(&a, now, &local)) || (rc = offsets_write(&a, offs, noffs)))
+            goto rollback;
+        t[6] = clock_mono_ms();
+        snprintf(buf, sizeof(buf), "%lld %lld %lld %lld %lld %lld", (long long)(t[1] - t[0]),
+                 (long long)(t[2] - t[1]), (long long)(t[3] - t[2]), (long long)(t[4] - t[3]),
+                 (long long)(t[5] - t[4]), (long long)(t[6] - t[5]));
+        log_kv(LOG_LVL_DEBUG, "batch phases ms", "dedupe_lock_ops_entries_balances_rest", buf,
+               NULL);
+    }
+    rc = run(&a, "commit", "COMMIT", 0, NULL, NULL);
+    if (rc == 0) {
+        local.entries = a.nrows;
+        if (st) {
+            st->events += local.events;
+            st->duplicates += local.duplicates;
+            st->entries += local.entries;
+            st->exceptions += local.exceptions;
+        }
+    }
+    goto out;
+rollback:
+    if (rc == -ENOMEM)
+        snprintf(err, errlen, "out of memory");
+    PQclear(PQexec(conn, "ROLLBACK"));
+out:
+    PQclear(a.lookups);
+    PQclear(a.locked);
+    free(a.isnew);
+    free(a.keys);
+    free(a.slots);
+    free(a.rows);
+    free(a.excs);
+    return rc;
+}
+
+int store_offsets_load(PGconn *conn, const char *group_id, rd_kafka_topic_partition_list_t *parts,
+                       char *err, size_t errlen)
+{
+    const char *params[1] = {group_id};
+    PGresult *res = PQexecParams(conn,
+                                 "SELECT topic, partition, next_offset FROM consumer_offsets "
+                                 "WHERE group_id = $1",
+                                 1, NULL, params, NULL, NULL, 0);
+
+    if (!res || PQresultStatus(res) != PGRES_TUPLES_OK) {
+        snprintf(err, errlen, "offsets load: %s",
+                 res ? PQresultErrorMessage(res) : PQerrorMessage(conn));
+        PQclear(res);
+        return -EIO;
+    }
+    for (int i = 0; i < parts->cnt; i++) {
+        rd_kafka_topic_partition_t *p = &parts->elems[i];
+
+        p->offset = RD_KAFKA_OFFSET_BEGINNING;
+        for (int r = 0; r < PQntuples(res); r++)
+            if (strcmp(PQgetvalue(res, r, 0), p->topic) == 0 &&
+                strtol(PQgetvalue(res, r, 1), NULL, 10) == p->partition)
+                p->offset = strtoll(PQgetvalue(res, r, 2), NULL, 10);
+    }
+    PQclear(res);
+    return 0;
+}

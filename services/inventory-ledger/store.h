@@ -1,0 +1,68 @@
+/*
+ * store — applies decoded events to the Postgres ledger, a whole consumed batch in ONE
+ * transaction: dedupe on event id (applied_events, ON CONFLICT DO NOTHING), ledger entries as
+ * one multi-row INSERT, balances as one UPDATE, level outbox rows, exception outbox rows and
+ * the consumer offsets, then COMMIT. Either all of a batch's effects and its offsets are
+ * durable, or none: a kill -9 anywhere replays the batch, whose events are then duplicates.
+ *
+ * Concurrency: every (sku, location) a batch touches is locked (row lock on balances, in key
+ * order, so replicas never deadlock on each other) before anything is read, so counts and
+ * late-sale corrections see a stable ledger for their keys.
+ *
+ * Counts: a cycle count or snapshot at time T sets on_hand as of T: its entry is
+ * counted − Σ(on_hand entries with occurred_at ≤ T), and T becomes the key's last count. An
+ * on_hand entry arriving later with occurred_at ≤ the last count is recorded, plus a
+ * "count_correction" entry of the opposite sign at the count's time: the count already saw
+ * its effect, so it is not deducted twice. A count older than the last one is recorded with
+ * delta 0 ("…_superseded").
+ */
+#ifndef INVENTORY_LEDGER_STORE_H
+#define INVENTORY_LEDGER_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <libpq-fe.h>
+#include <librdkafka/rdkafka.h>
+
+#include "ledger.h"
+
+/* Who applies: strings borrowed for the call. */
+struct store_ctx {
+    const char *tenant_id;
+    const char *group_id; /* consumer group whose offsets are stored */
+};
+
+/* Next offset to consume of one partition, stored with the batch. */
+struct store_offset {
+    const char *topic;
+    int32_t partition;
+    int64_t next_offset;
+};
+
+/* What a batch did. */
+struct store_stats {
+    size_t events;     /* new events applied */
+    size_t duplicates; /* events already applied (or repeated in the batch) */
+    size_t entries;    /* ledger entries written */
+    size_t exceptions; /* exception outbox rows written */
+};
+
+/*
+ * Apply evs[0..n) (in order; each an event decoded by ledger_event_decode) and store
+ * offs[0..noffs) in one transaction on conn (idle on entry, idle on return). Returns 0 once
+ * committed; -EAGAIN on a deadlock or serialization failure (retry the batch), -EIO on another
+ * database error, -ENOMEM; err says why. Nothing is applied when it fails.
+ */
+int store_apply(PGconn *conn, const struct store_ctx *ctx, const struct ledger_event *evs, size_t n,
+                const struct store_offset *offs, size_t noffs, struct store_stats *st, char *err,
+                size_t errlen);
+
+/*
+ * Set .offset of every partition of parts to the next offset stored for group_id, leaving
+ * RD_KAFKA_OFFSET_BEGINNING where none is stored. Returns 0 or -EIO with err.
+ */
+int store_offsets_load(PGconn *conn, const char *group_id, rd_kafka_topic_partition_list_t *parts,
+                       char *err, size_t errlen);
+
+#endif
