@@ -1,0 +1,76 @@
+/*
+ * member_api — the platform's loyalty member API behind one interface: the Shopify loyalty app
+ * (REST, members with a version, 409 VERSION_CONFLICT / CONCURRENT_UPDATE) and Shopline
+ * (customers REST + GraphQL pointsUpdate INCREASE/DECREASE, user error OPERATION_TOO_FREQUENT,
+ * no version). Every call first takes a token from the shop's shared Redis bucket
+ * (ratelimit.h); a 429 empties the bucket. Neither platform has an idempotency key for points:
+ * the caller's journal must make sure a change is sent once (see loyalty.h).
+ */
+#ifndef LOYALTY_MEMBER_API_H
+#define LOYALTY_MEMBER_API_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ratelimit.h"
+#include "redis.h"
+
+enum member_platform {
+    MEMBER_PLATFORM_LOYALTY_APP, /* Shopify shops: a loyalty app's member API */
+    MEMBER_PLATFORM_SHOPLINE,    /* Shopline customers + pointsUpdate */
+};
+
+/* A member as the platform reports it. version is -1 when the API has none. */
+struct member {
+    char id[64];
+    char email[256];
+    char phone[48];
+    int64_t points;
+    int64_t version;
+};
+
+struct member_api_opts {
+    enum member_platform platform;
+    const char *base_url;           /* "https://shop.example" (no trailing slash needed) */
+    const char *token;              /* Bearer token */
+    const char *api_version;        /* Shopline "v20240601"; ignored for the loyalty app */
+    long timeout_ms;                /* per HTTP call */
+    struct redis *redis;            /* for the rate-limit bucket; NULL = no limit (tests) */
+    struct ratelimit_bucket bucket; /* key borrowed, must outlive the api */
+};
+
+struct member_api;
+
+/* Create; strings are copied (bucket.key is borrowed). NULL with err on bad options. */
+struct member_api *member_api_new(const struct member_api_opts *o, char *err, size_t errlen);
+void member_api_free(struct member_api *a);
+
+/*
+ * Members matching the normalised email or the E.164 phone (either may be NULL), distinct by
+ * id, at most cap written to out; *n = how many there were (may exceed cap). Returns 0, or
+ * -EIO (network, 5xx, rate limit timeout), -EPROTO (answer not understood), -EAGAIN (429).
+ */
+int member_api_find(struct member_api *a, const char *email, const char *phone, struct member *out,
+                    size_t cap, size_t *n, char *err, size_t errlen);
+
+/* Create a member with 0 points. Returns 0 with out filled, or negative as above. */
+int member_api_create(struct member_api *a, const char *email, const char *phone, const char *name,
+                      struct member *out, char *err, size_t errlen);
+
+/* Current points (and version). Returns 0, -ENOENT unknown member, or negative as above. */
+int member_api_get(struct member_api *a, const char *id, struct member *out, char *err,
+                   size_t errlen);
+
+/*
+ * Add delta points (negative takes back) to member id; with a version API expected_version
+ * must be the version last read (>= 0), else it is ignored. Returns 0 (after->points is the
+ * balance after the change when the API tells it, else -1 in after->version), -EAGAIN when the
+ * platform refused because of a collision (409 conflict, "operation is too frequent", 429):
+ * nothing was applied and the caller retries after re-reading; -ENOENT, -EIO (the outcome may
+ * be unknown: a timeout after sending), -EPROTO.
+ */
+int member_api_add_points(struct member_api *a, const char *id, int64_t delta,
+                          int64_t expected_version, const char *reason, struct member *after,
+                          char *err, size_t errlen);
+
+#endif
