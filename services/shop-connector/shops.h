@@ -1,0 +1,75 @@
+/*
+ * shops — which shops this connector serves, read from a JSON file (SHOPS_FILE).
+ *
+ *   {"shops": [{
+ *      "platform": "shopify" | "shopline",
+ *      "domain": "acme.myshopify.com",          shop domain as the webhook headers carry it
+ *      "api_base": "https://acme.myshopify.com", (tests: the simulator's http://127.0.0.1:PORT)
+ *      "api_version": "2025-01" | "v20240301",
+ *      "currency": "USD",                        fallback when a payload has none
+ *      "access_token": "...",  or "access_token_env": "VAR" (VAR or VAR_FILE is read)
+ *                              or "access_token_file": "/run/secrets/x"
+ *      "webhook_secret": ..., "webhook_secret_env": ..., "webhook_secret_file": ...
+ *      "previous_webhook_secret"(_env|_file): the secret before a rotation, accepted too
+ *      "locations": [{"id": "<platform location id>", "name": "Store A", "ledger": "STORE-A"}]
+ *   }]}
+ *
+ * Secrets are better given by _env or _file than inline. A shop's key is
+ * "<platform>/<domain>" (the Kafka key prefix of its orders).
+ */
+#ifndef SHOP_SHOPS_H
+#define SHOP_SHOPS_H
+
+#include <stddef.h>
+
+struct platform_ops;
+
+/* A platform location and the ledger location it stands for. */
+struct shop_location {
+    char *platform_id; /* decimal id text */
+    char *name;        /* may be "" */
+    char *ledger;      /* ledger location code */
+};
+
+/* One configured shop; every string is owned by the shop_set. */
+struct shop {
+    const struct platform_ops *ops;
+    char *platform; /* "shopify" */
+    char *domain;
+    char *key; /* "shopify/acme.myshopify.com" */
+    char *api_base;
+    char *api_version;
+    char *currency;
+    char *access_token;
+    char *webhook_secret;
+    char *previous_webhook_secret; /* "" when none */
+    struct shop_location *locations;
+    size_t nlocations;
+};
+
+struct shop_set {
+    struct shop *shops;
+    size_t n;
+};
+
+/* Parse the configuration text into set (caller-owned, zeroed). Returns 0, or -EINVAL with
+ * err naming the shop and field ("shops[1].webhook_secret: missing"). Release with
+ * shops_release() whatever this returns. */
+int shops_parse(struct shop_set *set, const char *text, size_t len, char *err, size_t errlen);
+
+/* Read and parse the file at path. Returns 0 or negative with err. */
+int shops_load_file(struct shop_set *set, const char *path, char *err, size_t errlen);
+
+/* Free the contents of set. */
+void shops_release(struct shop_set *set);
+
+/* The shop of platform and domain (case-insensitive domain), or NULL. */
+struct shop *shops_find(const struct shop_set *set, const char *platform, const char *domain);
+
+/* The ledger location of a platform location id, or NULL when unmapped. */
+const char *shop_location_ledger(const struct shop *shop, const char *platform_id);
+
+/* The location whose name equals name (case-insensitive), or NULL. */
+const struct shop_location *shop_location_by_name(const struct shop *shop, const char *name);
+
+#endif
