@@ -10,6 +10,7 @@ PACKAGES=(
   libjansson-dev libjson-c-dev libcjson-dev jq python3 docker-compose
   postgresql redis-server redis-tools kcat prometheus
   clang libclang-rt-14-dev
+  chromium
 )
 
 missing=()

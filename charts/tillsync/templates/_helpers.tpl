@@ -6,10 +6,10 @@
 {{/* What each service connects to (services/<svc>/main.c: .kafka/.postgres/.redis; checked by
      tests/static/deploy.sh). Not a value: it follows the code, not the tenant. */}}
 {{- define "tillsync.needs" -}}
-pos-ingest: {kafka: true, postgres: false, redis: false}
-shop-connector: {kafka: true, postgres: false, redis: true}
+pos-ingest: {kafka: true, postgres: true, redis: false}
+shop-connector: {kafka: true, postgres: true, redis: true}
 inventory-ledger: {kafka: true, postgres: true, redis: true}
-loyalty-sync: {kafka: true, postgres: false, redis: true}
+loyalty-sync: {kafka: true, postgres: true, redis: true}
 recon-reporter: {kafka: true, postgres: true, redis: false}
 {{- end -}}
 
