@@ -488,7 +488,6 @@ static int shopify_list_orders_since(const struct shop *shop, int64_t since_ms,
     return rc;
 }
 
-
 /* ---- outbound: inventorySetQuantities with compare-and-set, and level reads ---- */
 
 static const char set_mutation[] =
@@ -498,12 +497,11 @@ static const char set_mutation[] =
 
 static const char read_query[] =
     "query($ids: [ID!]!) { nodes(ids: $ids) { ... on InventoryItem { id inventoryLevels(first: "
-    "50) { nodes { location { id } quantities(names: [\"available\"]) { name quantity } } } } } }";
+    "10) { nodes { location { id } quantities(names: [\"available\"]) { name quantity } } } } } }";
 
 /* One raw GraphQL call (no retry): 0 with *root, -EAGAIN throttled, -EIO transient. */
 static int shopify_gql_once(const struct shop *shop, const char *query, json_t *variables,
-                            json_t **root, struct platform_budget *budget, char *err,
-                            size_t errlen)
+                            json_t **root, struct platform_budget *budget, char *err, size_t errlen)
 {
     char url[1024], tok[1024];
     snprintf(url, sizeof(url), "%s/admin/api/%s/graphql.json", shop->api_base, shop->api_version);
@@ -528,14 +526,13 @@ static int shopify_gql_once(const struct shop *shop, const char *query, json_t *
     json_t *r = rawjson_parse(ans.body, ans.len, err, errlen);
     long status = ans.status;
     platform_http_release(&ans);
-    const json_t *ts = json_object_get(
-        json_object_get(json_object_get(r, "extensions"), "cost"), "throttleStatus");
+    const json_t *ts = json_object_get(json_object_get(json_object_get(r, "extensions"), "cost"),
+                                       "throttleStatus");
     const json_t *ca = json_object_get(ts, "currentlyAvailable");
     if (json_is_number(ca))
         budget->available = (long)json_number_value(ca);
     const json_t *errs = json_object_get(r, "errors");
-    const char *code =
-        rawjson_str(json_object_get(json_array_get(errs, 0), "extensions"), "code");
+    const char *code = rawjson_str(json_object_get(json_array_get(errs, 0), "extensions"), "code");
     if (status == 429 || strcmp(code, "THROTTLED") == 0) {
         snprintf(err, errlen, "GraphQL: throttled");
         json_decref(r);
@@ -584,10 +581,10 @@ static int shopify_set_levels(const struct shop *shop, struct level_write *w, si
         char item[256], loc[256];
         snprintf(item, sizeof(item), "gid://shopify/InventoryItem/%s", w[i].item_id);
         snprintf(loc, sizeof(loc), "gid://shopify/Location/%s", w[i].location_id);
-        json_array_append_new(qs, json_pack("{s:s, s:s, s:I, s:I}", "inventoryItemId", item,
-                                            "locationId", loc, "quantity",
-                                            (json_int_t)w[i].quantity, "compareQuantity",
-                                            (json_int_t)w[i].compare));
+        json_array_append_new(qs,
+                              json_pack("{s:s, s:s, s:I, s:I}", "inventoryItemId", item,
+                                        "locationId", loc, "quantity", (json_int_t)w[i].quantity,
+                                        "compareQuantity", (json_int_t)w[i].compare));
         w[i].outcome = LEVEL_NOT_APPLIED;
         w[i].reason[0] = '\0';
     }
@@ -603,8 +600,7 @@ static int shopify_set_levels(const struct shop *shop, struct level_write *w, si
     json_decref(vars);
     if (rc < 0)
         return rc;
-    const json_t *res =
-        json_object_get(json_object_get(root, "data"), "inventorySetQuantities");
+    const json_t *res = json_object_get(json_object_get(root, "data"), "inventorySetQuantities");
     const json_t *ues = json_object_get(res, "userErrors");
     if (!json_is_object(res)) {
         snprintf(err, errlen, "GraphQL: inventorySetQuantities missing in the answer");
@@ -631,8 +627,7 @@ static int shopify_set_levels(const struct shop *shop, struct level_write *w, si
             /* an error without a quantity index (bad input name, idempotency) applies to all:
              * re-reading changes the compare figures and so the key */
             w[k].outcome = stale ? LEVEL_STALE : LEVEL_REJECTED;
-            snprintf(w[k].reason, sizeof(w[k].reason), "%s: %s", code,
-                     rawjson_str(ue, "message"));
+            snprintf(w[k].reason, sizeof(w[k].reason), "%s: %s", code, rawjson_str(ue, "message"));
         }
     }
     json_decref(root);
@@ -641,10 +636,10 @@ static int shopify_set_levels(const struct shop *shop, struct level_write *w, si
 
 static long shopify_read_cost(size_t n)
 {
-    /* nodes(ids) with a 50-level connection: Shopify's requested cost is about 3 per level
-     * node; the platform's throttleStatus corrects our view afterwards. */
+    /* nodes(ids) with a 10-level connection: requested cost 1 + 2 + 10 x 3 = 33 points; the
+     * platform's throttleStatus corrects our view afterwards */
     (void)n;
-    return 160;
+    return 40;
 }
 
 static int shopify_read_levels(const struct shop *shop, struct level_read *r, size_t n,
@@ -711,7 +706,7 @@ const struct platform_ops platform_shopify = {
     .rate_api = "graphql",
     .write_cost = 10,
     .max_write_batch = 250,
-    .max_read_batch = 100,
+    .max_read_batch = 250,
     .compare_and_set = true,
     .read_cost = shopify_read_cost,
     .set_levels = shopify_set_levels,

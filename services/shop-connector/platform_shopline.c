@@ -234,7 +234,6 @@ static int shopline_list_orders_since(const struct shop *shop, int64_t since_ms,
     return 0;
 }
 
-
 /* ---- outbound: inventory_levels/set.json (absolute; never adjust.json) and reads ---- */
 
 static void shopline_budget(const struct http_answer *ans, struct platform_budget *budget)
@@ -258,8 +257,7 @@ static int shopline_set_levels(const struct shop *shop, struct level_write *w, s
     snprintf(url, sizeof(url), "%s/admin/openapi/%s/inventory_levels/set.json", shop->api_base,
              shop->api_version);
     snprintf(auth, sizeof(auth), "Authorization: Bearer %s", shop->access_token);
-    const char *hdrs[] = {auth, "Content-Type: application/json", "Accept: application/json",
-                          NULL};
+    const char *hdrs[] = {auth, "Content-Type: application/json", "Accept: application/json", NULL};
     /* ids travel as strings: 26 digits exceed every integer type */
     snprintf(body, sizeof(body),
              "{\"inventory_item_id\":\"%s\",\"location_id\":\"%s\",\"available\":%lld}",
@@ -329,9 +327,8 @@ static int shopline_read_levels(const struct shop *shop, struct level_read *r, s
         }
     }
     snprintf(url, 2 * cap + 2048,
-             "%s/admin/openapi/%s/inventory_levels.json?inventory_item_ids=%s%s%s",
-             shop->api_base, shop->api_version, items, nloc <= 10 ? "&location_ids=" : "",
-             nloc <= 10 ? locs : "");
+             "%s/admin/openapi/%s/inventory_levels.json?inventory_item_ids=%s%s%s", shop->api_base,
+             shop->api_version, items, nloc <= 10 ? "&location_ids=" : "", nloc <= 10 ? locs : "");
     char auth[1024];
     snprintf(auth, sizeof(auth), "Authorization: Bearer %s", shop->access_token);
     const char *hdrs[] = {auth, "Accept: application/json", NULL};
