@@ -60,6 +60,26 @@ def cleanup():
                 p.kill()
 
 
+ADMIN_CHECKED = set()
+
+
+def check_contract(method, url, status, body):
+    """Every admin answer must match services/shop-connector/openapi.yaml (issue 12)."""
+    path = urllib.parse.urlsplit(url).path
+    if not path.startswith("/admin/"):
+        return
+    f = os.path.join(TMP, "admin-response.json")
+    with open(f, "wb") as out:
+        out.write(body)
+    r = subprocess.run([os.path.join(SRC, "tools/contracts/validate-response"),
+                        os.path.join(SRC, "services/shop-connector/openapi.yaml"), method, path,
+                        str(status), f], capture_output=True, text=True)
+    if r.returncode != 0:
+        fail("%s %s %d does not match openapi.yaml: %s %s" % (method, path, status, r.stdout,
+                                                              r.stderr))
+    ADMIN_CHECKED.add("%s %s %d" % (method, re.sub(r"/\d+/", "/{id}/", path), status))
+
+
 def http(method, url, body=None, headers=None, raw=None):
     data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
     req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
@@ -67,9 +87,11 @@ def http(method, url, body=None, headers=None, raw=None):
         req.add_header("Content-Type", "application/json")
     try:
         with urllib.request.urlopen(req, timeout=60) as r:
-            return r.status, r.read()
+            st, b = r.status, r.read()
     except urllib.error.HTTPError as e:
-        return e.code, e.read()
+        st, b = e.code, e.read()
+    check_contract(method, url, st, b)
+    return st, b
 
 
 def jcall(method, url, body=None):
@@ -444,6 +466,9 @@ def main():
     exc = [h for _, h in consume("recon.exceptions.v1")]
     stop_svc(svc)
     cleanup()
+    if len(ADMIN_CHECKED) < 5:
+        fail("too few admin answers checked against openapi.yaml: %s" % sorted(ADMIN_CHECKED))
+    log("admin answers matching openapi.yaml: %s" % ", ".join(sorted(ADMIN_CHECKED)))
     log("PASS")
 
 
