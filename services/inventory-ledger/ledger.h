@@ -69,7 +69,8 @@ struct ledger_event {
     void *msg; /* the unpacked protobuf message */
 };
 
-/* The topic a full topic name ends with (a prefixed name such as acme.pos.transactions.v1 → LEDGER_TOPIC_POS). */
+/* The topic a full topic name ends with (a prefixed name such as acme.pos.transactions.v1 →
+ * LEDGER_TOPIC_POS). */
 enum ledger_topic ledger_topic_of(const char *topic);
 
 /*

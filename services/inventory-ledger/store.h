@@ -1,7 +1,7 @@
 /*
  * store — applies decoded events to the Postgres ledger, a whole consumed batch in ONE
- * transaction: dedupe on event id (applied_events, ON CONFLICT DO NOTHING), ledger entries as
- * one multi-row INSERT, balances as one UPDATE, level outbox rows, exception outbox rows and
+ * transaction: dedupe on event id (applied_events' primary key), ledger entries as one
+ * COPY, balances as one UPDATE, level outbox rows, exception outbox rows and
  * the consumer offsets, then COMMIT. Either all of a batch's effects and its offsets are
  * durable, or none: a kill -9 anywhere replays the batch, whose events are then duplicates.
  *
@@ -31,6 +31,12 @@
 struct store_ctx {
     const char *tenant_id;
     const char *group_id; /* consumer group whose offsets are stored */
+    /* Optional call-out run at the end of every batch inside its transaction, after the
+     * entries and before the offsets and COMMIT, with every event of the batch (duplicates
+     * included); a non-zero return rolls the batch back. Used by holds (holds_batch_hook()). */
+    int (*batch_hook)(void *opaque, PGconn *conn, const struct ledger_event *evs, size_t n,
+                      char *err, size_t errlen);
+    void *batch_hook_opaque;
 };
 
 /* Next offset to consume of one partition, stored with the batch. */
