@@ -15,6 +15,8 @@
 #include <time.h>
 
 #include "api.h"
+#include "holds.h"
+#include "holds_api.h"
 #include "ledger.h"
 #include "log.h"
 #include "publisher.h"
@@ -45,8 +47,13 @@ const struct config_var app_config[APP_NCONFIG] = {
      "Consumer group session timeout (heartbeat every twelfth of it)", &cfg.session_timeout_ms},
 };
 
-/* The API's state outlives the app: requests still in flight at stop may read it. */
+/* The API's state outlives the app: requests still in flight at stop may read it. So do the
+ * holds (their sync thread is stopped at stop; the object stays reachable for those requests)
+ * and the route table (ledger routes, then holds routes). */
 static struct api api_state;
+static struct holds *holds_state;
+static struct http_route
+    all_routes[sizeof(api_state.routes) / sizeof(api_state.routes[0]) + HOLDS_API_NROUTES];
 
 struct app {
     struct service *svc;
@@ -253,11 +260,21 @@ static int app_start(struct service *svc, void **state, const struct http_route 
     }
     if (!app->consumer)
         goto fail;
-    app->pub = publisher_new(svc, NULL, cfg.publish_interval_ms, err, errlen);
+    if (!holds_state && !(holds_state = holds_new(svc, cfg.publish_interval_ms, err, errlen)))
+        goto fail;
+    app->ctx.batch_hook = holds_batch_hook;
+    app->ctx.batch_hook_opaque = svc->tenant_id;
+    app->pub = publisher_new(svc, holds_view(holds_state), cfg.publish_interval_ms, err, errlen);
     if (!app->pub)
         goto fail;
-    *nroutes = api_routes_init(&api_state, svc, NULL);
-    *routes = api_state.routes;
+    {
+        size_t n = api_routes_init(&api_state, svc, holds_view(holds_state));
+
+        memcpy(all_routes, api_state.routes, n * sizeof(all_routes[0]));
+        n += holds_api_routes(all_routes + n, holds_state);
+        *nroutes = n;
+    }
+    *routes = all_routes;
     *state = app;
     return 0;
 fail:
@@ -277,6 +294,7 @@ static void app_stop(struct service *svc, void *state)
 {
     (void)svc;
     app_free(state);
+    holds_stop(holds_state);
 }
 
 const struct service_hooks app_hooks = {app_start, app_run, app_stop};

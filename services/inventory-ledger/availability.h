@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Live holds; opaque here, NULL until holds exist. */
+/* Live holds as one reader sees them (defined in holds.h); NULL = no holds. */
 struct availability_holds;
 
 /* The figures of one (sku, ledger location). */
@@ -26,11 +26,16 @@ struct stock_figures {
 };
 
 /*
- * Units of sku held at location_id by live checkout and pickup holds. Returns 0 for now: holds
- * do not exist yet. TODO(issue 4): sum the live holds from Redis.
+ * Units of sku held at location_id by live pickup holds that the reader's Postgres snapshot
+ * does not already count as committed (holds.h). 0 when holds is NULL. A Redis failure sets
+ * holds->failed and counts 0: the caller must not use the figure then.
  */
 int64_t availability_reserved(struct availability_holds *holds, const char *sku,
                               const char *location_id);
+
+/* Units of sku held by live checkout holds at the channel location itself (same rules). */
+int64_t availability_channel_held(struct availability_holds *holds, const char *channel_location_id,
+                                  const char *sku);
 
 /* Available-to-sell at one ledger location: on_hand − committed − reserved − safety_stock,
  * never below 0. */
@@ -38,9 +43,9 @@ int64_t availability_location(const struct stock_figures *f);
 
 /*
  * Available-to-sell of sku at a channel location made of the ledger locations locs[0..n):
- * Σ (on_hand − committed − reserved) − Σ safety_stock − buffer, never below 0. Each
- * locs[i].reserved must come from availability_reserved(). holds and channel_location_id are
- * for channel-level holds (issue 4); unused today.
+ * Σ (on_hand − committed − reserved) − Σ safety_stock − buffer − checkout holds at the channel
+ * (availability_channel_held()), never below 0. Each locs[i].reserved must come from
+ * availability_reserved().
  */
 int64_t availability_channel(struct availability_holds *holds, const char *channel_location_id,
                              const char *sku, const struct stock_figures *locs, size_t n,

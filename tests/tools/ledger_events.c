@@ -19,6 +19,7 @@
  *   ord EVENT_ID created|cancelled|fulfilled|picked_up|refunded|ready ORDER_ID LOCATION AT
  *       web|pickup|instore FULFIL_LOCATION LINE...
  *       LINE = SKU:QTY  or  @CODE:QTY[:LEDGER_CODE]; for refunded SKU:QTY:no|cancel|return:LOC
+ *       or a hold reference of the order: hold=HOLD_ID, checkout=CHECKOUT_ID, cart=CART_TOKEN
  */
 #include <errno.h>
 #include <stdio.h>
@@ -246,6 +247,20 @@ static int ord_event(char **t, int n)
     for (int i = 8; i < n && nl < MAXTOK; i++, nl++) {
         char *p[4];
 
+        /* hold references (issue 4): hold=ID checkout=ID cart=TOKEN */
+        if (strncmp(t[i], "hold=", 5) == 0 || strncmp(t[i], "checkout=", 9) == 0 ||
+            strncmp(t[i], "cart=", 5) == 0) {
+            char *v = strchr(t[i], '=') + 1;
+
+            if (t[i][0] == 'h')
+                o.hold_id = v;
+            else if (t[i][1] == 'h')
+                o.checkout_id = v;
+            else
+                o.cart_token = v;
+            nl--;
+            continue;
+        }
         parts(t[i], p);
         tillsync__v1__order_line__init(&lines[nl]);
         tillsync__v1__refund_line__init(&rl[nl]);
