@@ -102,7 +102,7 @@ static PGresult *change_upsert(PGconn *db, const struct journal_change *c)
                        c->member_id[0] ? c->member_id : NULL,
                        pts,
                        c->balance_after >= 0 ? bal : NULL,
-                       c->expected_version >= 0 ? ver : NULL,
+                       c->expected_version != -1 ? ver : NULL,
                        amt,
                        c->currency,
                        occ,

@@ -29,6 +29,13 @@ enum change_state {
     CHANGE_AMBIGUOUS,
 };
 
+/*
+ * expected_version of an in_flight change whose last write is known not to have landed (the
+ * platform answered with a collision, or the call was never sent) when a shutdown interrupted
+ * its retries: the next attempt may write again without checking the member's version.
+ */
+#define JOURNAL_VERSION_NOT_WRITTEN (-2)
+
 /* One change. Strings are fixed buffers; amount_minor -1 = the whole remaining award. */
 struct journal_change {
     char idem_key[256];
@@ -37,8 +44,8 @@ struct journal_change {
     char source_key[200];
     char member_id[64];
     int64_t points;
-    int64_t balance_after; /* -1 unknown */
-    int64_t expected_version;
+    int64_t balance_after;    /* -1 unknown */
+    int64_t expected_version; /* -1 unknown; JOURNAL_VERSION_NOT_WRITTEN: see below */
     int64_t amount_minor;
     char currency[8];
     int64_t occurred_at_ms;

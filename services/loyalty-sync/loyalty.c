@@ -96,10 +96,21 @@ void loyalty_stats_get(struct loyalty *l, struct loyalty_stats *out)
     pthread_mutex_unlock(&l->mu);
 }
 
-static void sleep_ms(long ms)
+static bool running(const struct loyalty *l)
 {
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
+    return !l->o.running || *l->o.running;
+}
+
+/* Sleep ms in slices of at most 50 ms; false (early) when a shutdown began. */
+static bool pause_ms(const struct loyalty *l, long ms)
+{
+    while (ms > 0 && running(l)) {
+        long slice = ms < 50 ? ms : 50;
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = slice * 1000000L};
+        nanosleep(&ts, NULL);
+        ms -= slice;
+    }
+    return running(l);
 }
 
 /* base × 2^attempt capped at max, plus jitter in [0, base). */
@@ -217,11 +228,12 @@ static void raise_exception(struct loyalty *l, Tillsync__V1__ExceptionType type,
  * Find the member for c's customer: the loyalty id if the platform knows it, else the members
  * matching the normalised email and the E.164 phone. Exactly one candidate (or one by email
  * when the phone is shared) = that member; none = created (under an identity lock, looked up
- * again first); several = ambiguous. Returns 0 with member_id set ("" = anonymous), 1 when
- * ambiguous, negative on dependency errors.
+ * again first); several = ambiguous. Returns 0 with member_id set ("" = anonymous) and *known =
+ * the member as the platform answered (points, version: saves a read before the first write),
+ * 1 when ambiguous, negative on dependency errors (-ECANCELED: shutting down).
  */
 static int member_resolve(struct loyalty *l, struct journal_change *c, char *member_id, size_t cap,
-                          char *err, size_t errlen)
+                          struct member *known, char *err, size_t errlen)
 {
     struct member found[8];
     size_t nemail = 0, nphone = 0;
@@ -233,6 +245,7 @@ static int member_resolve(struct loyalty *l, struct journal_change *c, char *mem
         rc = member_api_get(l->o.api, c->loyalty_id, &m, err, errlen);
         if (rc == 0) {
             snprintf(member_id, cap, "%s", m.id);
+            *known = m;
             return 0;
         }
         if (rc != -ENOENT)
@@ -250,6 +263,7 @@ static int member_resolve(struct loyalty *l, struct journal_change *c, char *mem
             return rc;
         if (nemail == 1) {
             snprintf(member_id, cap, "%s", found[0].id);
+            *known = found[0];
             return 0;
         }
         if (nemail > 1)
@@ -261,6 +275,7 @@ static int member_resolve(struct loyalty *l, struct journal_change *c, char *mem
             return rc;
         if (nphone == 1) {
             snprintf(member_id, cap, "%s", found[0].id);
+            *known = found[0];
             return 0;
         }
         if (nphone > 1)
@@ -271,7 +286,7 @@ static int member_resolve(struct loyalty *l, struct journal_change *c, char *mem
     char lname[320];
     snprintf(lname, sizeof lname, "identity:%s", email[0] ? email : phone);
     rc = memberlock_acquire(&lk, l->o.svc->redis, l->o.svc->tenant_id, lname, l->o.lock_ttl_ms,
-                            l->o.lock_wait_ms, err, errlen);
+                            l->o.lock_wait_ms, l->o.running, err, errlen);
     if (rc)
         return rc == -EBUSY ? -EAGAIN : rc;
     size_t n = 0;
@@ -279,6 +294,7 @@ static int member_resolve(struct loyalty *l, struct journal_change *c, char *mem
                          err, errlen);
     if (rc == 0 && n == 1) {
         snprintf(member_id, cap, "%s", found[0].id);
+        *known = found[0];
     } else if (rc == 0 && n > 1) {
         rc = 1;
     } else if (rc == 0) {
@@ -287,6 +303,7 @@ static int member_resolve(struct loyalty *l, struct journal_change *c, char *mem
                                c->customer_name, &m, err, errlen);
         if (rc == 0) {
             snprintf(member_id, cap, "%s", m.id);
+            *known = m;
             log_kv(LOG_LVL_INFO, "member created", "member_id", m.id, NULL);
         }
     }
@@ -308,22 +325,56 @@ static int change_noop(struct loyalty *l, PGconn *db, struct journal_change *c,
 }
 
 /*
- * The write itself, under the member lock: read the member's version, write the change with
- * it, retry collisions with backoff. Returns 0 applied (c->balance_after set), 1 gave up
- * (c->failure_reason set), negative on dependency errors.
+ * A shutdown interrupted the retries of c (under the member lock) after a write that is known not
+ * to have landed: if this call left c in_flight, say so in the journal, so the next attempt
+ * writes again instead of taking the member's changed version for a landed write. Returns
+ * -ECANCELED (or the journal's error).
+ */
+static int change_write_cancel(struct loyalty *l, PGconn *db, struct journal_change *c,
+                               bool put_in_flight, char *err, size_t errlen)
+{
+    (void)l;
+    if (put_in_flight) {
+        c->expected_version = JOURNAL_VERSION_NOT_WRITTEN;
+        int rc = journal_change_put(db, c, err, errlen);
+        if (rc)
+            return rc;
+    }
+    snprintf(err, errlen, "shutting down: %s left for redelivery", c->idem_key);
+    return -ECANCELED;
+}
+
+/*
+ * The write itself, under the member lock: read the member's version (the first attempt may use
+ * known, the member as resolved just before, when not NULL), write the change with it, retry
+ * collisions with backoff. A shutdown is checked before every read and write (never between a
+ * write and its journal entry). Returns 0 applied (c->balance_after set), 1 gave up
+ * (c->failure_reason set), -ECANCELED when a shutdown began (nothing written since the last
+ * collision: c stays for redelivery), other negatives on dependency errors.
  */
 static int change_write(struct loyalty *l, PGconn *db, struct memberlock *lk,
-                        struct journal_change *c, char *err, size_t errlen)
+                        struct journal_change *c, const struct member *known, char *err,
+                        size_t errlen)
 {
     char e2[256];
+    bool put_in_flight = false;
     for (int attempt = 0; attempt <= l->o.max_retries; attempt++) {
         struct member before, after;
         if (attempt > 0) {
-            sleep_ms(backoff_ms(l, attempt - 1));
+            if (!pause_ms(l, backoff_ms(l, attempt - 1)))
+                return change_write_cancel(l, db, c, put_in_flight, err, errlen);
             if (memberlock_extend(lk, l->o.svc->redis, l->o.lock_ttl_ms, err, errlen))
                 return -EAGAIN; /* lost the lock: let the batch come back */
         }
-        int rc = member_api_get(l->o.api, c->member_id, &before, e2, sizeof e2);
+        if (!running(l))
+            return change_write_cancel(l, db, c, put_in_flight, err, errlen);
+        int rc = 0;
+        if (attempt == 0 && known && known->version >= 0)
+            before = *known;
+        else
+            rc = member_api_get(l->o.api, c->member_id, &before, e2, sizeof e2);
+        if (rc == -ECANCELED)
+            return change_write_cancel(l, db, c, put_in_flight, err, errlen);
         if (rc == -ENOENT) {
             snprintf(c->failure_reason, sizeof c->failure_reason, "member not found: %.200s", e2);
             return 1;
@@ -339,12 +390,15 @@ static int change_write(struct loyalty *l, PGconn *db, struct memberlock *lk,
         rc = journal_change_put(db, c, err, errlen);
         if (rc)
             return rc;
+        put_in_flight = true;
         rc = member_api_add_points(l->o.api, c->member_id, c->points, before.version, c->idem_key,
                                    &after, e2, sizeof e2);
         if (rc == 0) {
             c->balance_after = after.version >= 0 ? after.points : before.points + c->points;
             return 0;
         }
+        if (rc == -ECANCELED) /* not sent */
+            return change_write_cancel(l, db, c, put_in_flight, err, errlen);
         snprintf(c->failure_reason, sizeof c->failure_reason, "%s", e2);
         if (rc == -EAGAIN) {
             STAT_INC(l, collisions);
@@ -394,6 +448,10 @@ static int waiting_drive(struct loyalty *l, const char *source_key, char *err, s
         struct journal_change c;
         memset(&c, 0, sizeof c);
         snprintf(c.idem_key, sizeof c.idem_key, "%s", keys[i]);
+        if (rc == 0 && !running(l)) {
+            snprintf(err, errlen, "shutting down: waiting changes of %s left", source_key);
+            rc = -ECANCELED;
+        }
         if (rc == 0)
             rc = change_apply(l, &c, true, err, errlen);
         free(keys[i]);
@@ -412,7 +470,8 @@ static int change_apply(struct loyalty *l, struct journal_change *want, bool rep
     struct journal_change cur;
     struct journal_award award;
     struct memberlock lk = {0};
-    bool award_known = false, drive_waiting = false;
+    bool award_known = false, drive_waiting = false, redrive = false;
+    struct member known = {.version = -1};
     int64_t refunded = 0;
     int rc;
     PGconn *db = pg_acquire(l->o.svc->pg, 5000, err, errlen);
@@ -426,6 +485,12 @@ static int change_apply(struct loyalty *l, struct journal_change *want, bool rep
         case CHANGE_APPLIED:
         case CHANGE_NOOP:
             rc = cur.published ? 0 : change_publish(l, db, &cur, err, errlen);
+            if (cur.kind == CHANGE_AWARD && !replay) {
+                /* a redelivered award: its reversals may still wait (a shutdown came between
+                 * its commit and their turn) */
+                *want = cur;
+                drive_waiting = true;
+            }
             goto out;
         case CHANGE_FAILED:
         case CHANGE_AMBIGUOUS:
@@ -451,8 +516,15 @@ static int change_apply(struct loyalty *l, struct journal_change *want, bool rep
         if (rc == -ENOENT) {
             want->state = CHANGE_WAITING;
             rc = journal_change_put(db, want, err, errlen);
+            if (rc)
+                goto out;
+            STAT_INC(l, waiting);
+            /* the award may have committed (on another worker or replica) after we looked and
+             * before the waiting row was there, its drive not seeing it: look once more */
+            rc = journal_award_get(db, want->source_key, &award, err, errlen);
             if (rc == 0)
-                STAT_INC(l, waiting);
+                redrive = true;
+            rc = rc == -ENOENT ? 0 : rc;
             goto out;
         }
         if (rc)
@@ -465,7 +537,7 @@ static int change_apply(struct loyalty *l, struct journal_change *want, bool rep
             goto out;
         }
     } else if (!want->member_id[0]) {
-        rc = member_resolve(l, want, want->member_id, sizeof want->member_id, err, errlen);
+        rc = member_resolve(l, want, want->member_id, sizeof want->member_id, &known, err, errlen);
         if (rc < 0)
             goto out;
         if (rc == 1) {
@@ -514,7 +586,7 @@ static int change_apply(struct loyalty *l, struct journal_change *want, bool rep
     char lname[200];
     snprintf(lname, sizeof lname, "member:%s/%s/%s", platform_name(l), l->shop, want->member_id);
     rc = memberlock_acquire(&lk, l->o.svc->redis, l->o.svc->tenant_id, lname, l->o.lock_ttl_ms,
-                            l->o.lock_wait_ms, err, errlen);
+                            l->o.lock_wait_ms, l->o.running, err, errlen);
     if (rc) {
         rc = rc == -EBUSY ? -EAGAIN : rc;
         goto out;
@@ -527,7 +599,8 @@ static int change_apply(struct loyalty *l, struct journal_change *want, bool rep
         rc = 0;
         goto out;
     }
-    if (rc == 0 && cur.state == CHANGE_IN_FLIGHT) {
+    if (rc == 0 && cur.state == CHANGE_IN_FLIGHT &&
+        cur.expected_version != JOURNAL_VERSION_NOT_WRITTEN) {
         /* an earlier attempt died between the platform call and the journal: did it land? */
         struct member now;
         char e2[256];
@@ -555,7 +628,9 @@ static int change_apply(struct loyalty *l, struct journal_change *want, bool rep
             goto out;
         }
     }
-    rc = change_write(l, db, &lk, want, err, errlen);
+    rc = change_write(l, db, &lk, want,
+                      known.id[0] && strcmp(known.id, want->member_id) == 0 ? &known : NULL, err,
+                      errlen);
     if (rc < 0)
         goto out;
     if (rc == 1) {
@@ -591,6 +666,12 @@ out:
     if (rc == 0 && drive_waiting && want->kind == CHANGE_AWARD &&
         (want->state == CHANGE_APPLIED || want->state == CHANGE_NOOP))
         rc = waiting_drive(l, want->source_key, err, errlen);
+    if (rc == 0 && redrive) {
+        struct journal_change again;
+        memset(&again, 0, sizeof again);
+        snprintf(again.idem_key, sizeof again.idem_key, "%s", want->idem_key);
+        rc = change_apply(l, &again, true, err, errlen);
+    }
     return rc;
 }
 
@@ -817,6 +898,49 @@ int loyalty_handle(struct loyalty *l, const char *topic_base, const void *payloa
     return -EBADMSG;
 }
 
+/* The customer key of cu (see loyalty_record_customer), else fallback. */
+static void customer_key(const struct loyalty *l, const Tillsync__V1__Customer *cu,
+                         const char *fallback, char *out, size_t cap)
+{
+    char buf[256];
+    if (cu && cu->email && identity_email_normalise(cu->email, buf, sizeof buf) == 0 && buf[0]) {
+        snprintf(out, cap, "e:%s", buf);
+        return;
+    }
+    if (cu && cu->phone && identity_phone_e164(cu->phone, l->default_cc, buf, sizeof buf) == 0 &&
+        buf[0]) {
+        snprintf(out, cap, "p:%s", buf);
+        return;
+    }
+    if (cu && cu->loyalty_id && *cu->loyalty_id) {
+        snprintf(out, cap, "l:%s", cu->loyalty_id);
+        return;
+    }
+    snprintf(out, cap, "s:%s", fallback ? fallback : "");
+}
+
+void loyalty_record_customer(struct loyalty *l, const char *topic_base, const void *payload,
+                             size_t len, char *out, size_t cap)
+{
+    out[0] = '\0';
+    if (strcmp(topic_base, "pos.transactions.v1") == 0) {
+        Tillsync__V1__PosTransactionEvent *ev =
+            tillsync__v1__pos_transaction_event__unpack(NULL, len, payload);
+        if (ev && ev->transaction)
+            customer_key(l, ev->transaction->customer, ev->transaction->transaction_id, out, cap);
+        if (ev)
+            tillsync__v1__pos_transaction_event__free_unpacked(ev, NULL);
+    } else if (strcmp(topic_base, "shop.orders.v1") == 0) {
+        Tillsync__V1__ShopOrderEvent *ev =
+            tillsync__v1__shop_order_event__unpack(NULL, len, payload);
+        if (ev && ev->order)
+            customer_key(l, ev->order->customer, ev->order->order ? ev->order->order->id : NULL,
+                         out, cap);
+        if (ev)
+            tillsync__v1__shop_order_event__free_unpacked(ev, NULL);
+    }
+}
+
 int loyalty_replay(struct loyalty *l, const char *idem_key, size_t *done, size_t *open, char *err,
                    size_t errlen)
 {
@@ -844,6 +968,10 @@ int loyalty_replay(struct loyalty *l, const char *idem_key, size_t *done, size_t
         struct journal_change c;
         memset(&c, 0, sizeof c);
         snprintf(c.idem_key, sizeof c.idem_key, "%s", keys[i]);
+        if (rc == 0 && !running(l)) {
+            snprintf(err, errlen, "shutting down");
+            rc = -ECANCELED;
+        }
         if (rc == 0) {
             PGconn *db = pg_acquire(l->o.svc->pg, 5000, err, errlen);
             int g = db ? journal_change_get(db, c.idem_key, &c, err, errlen) : -EIO;

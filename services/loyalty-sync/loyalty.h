@@ -16,6 +16,7 @@
 #ifndef LOYALTY_LOYALTY_H
 #define LOYALTY_LOYALTY_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -36,6 +37,10 @@ struct loyalty_opts {
     long backoff_max_ms;
     long lock_ttl_ms;
     long lock_wait_ms;
+    /* while *running is 0 every wait (backoff, member lock, rate limit) gives up within ~50 ms
+     * and the change is left for redelivery (negative return, -ECANCELED); a platform write
+     * already sent is always finished and journalled first. NULL = never. Borrowed. */
+    volatile sig_atomic_t *running;
 };
 
 /* Counters since start (read without locking: for metrics and tests). */
@@ -65,6 +70,14 @@ int loyalty_handle(struct loyalty *l, const char *topic_base, const void *payloa
  */
 int loyalty_replay(struct loyalty *l, const char *idem_key, size_t *done, size_t *open, char *err,
                    size_t errlen);
+
+/*
+ * Write into out the customer a record of topic_base is about (normalised email, else E.164
+ * phone, else loyalty id, else the transaction / order id; "" when it does not decode), so a
+ * caller handling records in parallel can keep one customer's records in order on one worker.
+ */
+void loyalty_record_customer(struct loyalty *l, const char *topic_base, const void *payload,
+                             size_t len, char *out, size_t cap);
 
 /* Copy of the counters. */
 void loyalty_stats_get(struct loyalty *l, struct loyalty_stats *out);

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <curl/curl.h>
 #include <jansson.h>
@@ -23,6 +24,7 @@ struct member_api {
     long timeout_ms;
     struct redis *redis;
     struct ratelimit_bucket bucket;
+    volatile sig_atomic_t *running;
 };
 
 struct buf {
@@ -62,6 +64,7 @@ struct member_api *member_api_new(const struct member_api_opts *o, char *err, si
     a->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 10000;
     a->redis = o->redis;
     a->bucket = o->bucket;
+    a->running = o->running;
     if (!a->base_url || !a->token || !a->api_version) {
         member_api_free(a);
         return NULL;
@@ -118,9 +121,48 @@ static char *quote_bare_ids(const char *in, size_t len)
     return out;
 }
 
+static bool api_running(const struct member_api *a)
+{
+    return !a->running || *a->running;
+}
+
+/*
+ * Take a token from the shop's bucket, sleeping in slices of at most 50 ms (so a shutdown is
+ * seen at once) for at most timeout_ms. Returns 0, -ECANCELED when stopping, -EAGAIN when no
+ * token came in time, -EIO when Redis failed.
+ */
+static int token_take(struct member_api *a, char *err, size_t errlen)
+{
+    long waited = 0;
+    for (;;) {
+        if (!api_running(a)) {
+            snprintf(err, errlen, "member api: shutting down");
+            return -ECANCELED;
+        }
+        if (!a->redis || !a->bucket.key)
+            return 0;
+        long wait = 0;
+        int rc = ratelimit_try(a->redis, &a->bucket, 1, &wait, err, errlen);
+        if (rc)
+            return -EIO;
+        if (wait == 0)
+            return 0;
+        if (waited >= a->timeout_ms) {
+            snprintf(err, errlen, "ratelimit: no token for %s within %ld ms", a->bucket.key,
+                     a->timeout_ms);
+            return -EAGAIN;
+        }
+        long slice = wait < 50 ? wait : 50;
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = slice * 1000000L};
+        nanosleep(&ts, NULL);
+        waited += slice;
+    }
+}
+
 /*
  * One HTTP call. Returns 0 with *status and *resp (parsed JSON object or NULL when the body
- * is not JSON; caller decrefs), -EIO on transport errors and rate-limit timeouts.
+ * is not JSON; caller decrefs), -EIO on transport errors, -EAGAIN when no rate-limit token came
+ * within the timeout, -ECANCELED when a shutdown began (nothing sent in either case).
  */
 static int api_call(struct member_api *a, const char *method, const char *url, json_t *body,
                     long *status, json_t **resp, char *err, size_t errlen)
@@ -131,11 +173,9 @@ static int api_call(struct member_api *a, const char *method, const char *url, j
     char *payload = NULL, auth[512];
     int rc = 0;
     *resp = NULL;
-    if (a->redis && a->bucket.key) {
-        rc = ratelimit_take(a->redis, &a->bucket, 1, a->timeout_ms, err, errlen);
-        if (rc)
-            return rc == -ETIMEDOUT ? -EAGAIN : -EIO;
-    }
+    rc = token_take(a, err, errlen);
+    if (rc)
+        return rc;
     c = curl_easy_init();
     if (!c) {
         snprintf(err, errlen, "curl init failed");

@@ -9,6 +9,7 @@
 #ifndef LOYALTY_MEMBER_API_H
 #define LOYALTY_MEMBER_API_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -37,6 +38,9 @@ struct member_api_opts {
     long timeout_ms;                /* per HTTP call */
     struct redis *redis;            /* for the rate-limit bucket; NULL = no limit (tests) */
     struct ratelimit_bucket bucket; /* key borrowed, must outlive the api */
+    /* while *running is 0 no call is started: a wait for a rate-limit token gives up within
+     * ~50 ms and the call returns -ECANCELED (nothing sent). NULL = never. Borrowed. */
+    volatile sig_atomic_t *running;
 };
 
 struct member_api;
@@ -48,7 +52,8 @@ void member_api_free(struct member_api *a);
 /*
  * Members matching the normalised email or the E.164 phone (either may be NULL), distinct by
  * id, at most cap written to out; *n = how many there were (may exceed cap). Returns 0, or
- * -EIO (network, 5xx, rate limit timeout), -EPROTO (answer not understood), -EAGAIN (429).
+ * -EIO (network, 5xx), -EPROTO (answer not understood), -EAGAIN (409, 429, no rate-limit token
+ * within the timeout), -ECANCELED (a shutdown began before the call was sent; every call).
  */
 int member_api_find(struct member_api *a, const char *email, const char *phone, struct member *out,
                     size_t cap, size_t *n, char *err, size_t errlen);

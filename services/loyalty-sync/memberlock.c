@@ -27,7 +27,8 @@ static void sleep_ms(long ms)
 }
 
 int memberlock_acquire(struct memberlock *l, struct redis *r, const char *tenant, const char *name,
-                       long ttl_ms, long wait_ms, char *err, size_t errlen)
+                       long ttl_ms, long wait_ms, volatile sig_atomic_t *running, char *err,
+                       size_t errlen)
 {
     unsigned char rnd[16];
     memset(l, 0, sizeof *l);
@@ -60,6 +61,10 @@ int memberlock_acquire(struct memberlock *l, struct redis *r, const char *tenant
         if (ok) {
             l->held = true;
             return 0;
+        }
+        if (running && !*running) {
+            snprintf(err, errlen, "lock %s: shutting down", l->key);
+            return -ECANCELED;
         }
         if (clock_mono_ms() >= deadline) {
             snprintf(err, errlen, "lock %s busy for %ld ms", l->key, wait_ms);

@@ -7,6 +7,7 @@
 #ifndef LOYALTY_MEMBERLOCK_H
 #define LOYALTY_MEMBERLOCK_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -22,10 +23,12 @@ struct memberlock {
 /*
  * Try to take lock name (e.g. "member:shopify/shop/123") for ttl_ms, waiting with short
  * jittered sleeps up to wait_ms. Returns 0 with l->held, -EBUSY when another holder kept it
- * for wait_ms, -EIO when Redis is unavailable (err set).
+ * for wait_ms, -ECANCELED as soon as *running (NULL = never) is 0 while waiting, -EIO when
+ * Redis is unavailable (err set).
  */
 int memberlock_acquire(struct memberlock *l, struct redis *r, const char *tenant, const char *name,
-                       long ttl_ms, long wait_ms, char *err, size_t errlen);
+                       long ttl_ms, long wait_ms, volatile sig_atomic_t *running, char *err,
+                       size_t errlen);
 
 /* Push the expiry of a held lock to ttl_ms from now. Returns 0, -ENOLCK when the lock is no
  * longer ours (expired and maybe taken), -EIO. */

@@ -19,6 +19,7 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <libpq-fe.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -738,6 +739,86 @@ static void test_failure_and_replay(void **state)
     assert_int_equal(loyalty_replay(eng, "award|pos:nope", &done, &open, err, sizeof err), -ENOENT);
 }
 
+/* ---- shutdown in the middle of collision retries */
+
+static volatile sig_atomic_t stop_running = 1;
+
+static void *stop_later(void *opaque)
+{
+    (void)opaque;
+    usleep(300 * 1000);
+    stop_running = 0;
+    return NULL;
+}
+
+static void test_shutdown_mid_retries(void **state)
+{
+    char err[256] = "";
+    size_t len;
+    char id[37];
+    (void)state;
+    free(sim_add_member("yara@example.com", NULL));
+    const struct tline t[] = {{1, 1500, NULL}};
+    struct pos_spec s = {"Y1", SALE, DAY_NORMAL, "yara@example.com", NULL, NULL, t, 1,
+                         NULL, NULL, NULL};
+    uint8_t *buf = pos_pack(&s, &len, id);
+    struct loyalty *stoppable;
+    char e2[256];
+    struct loyalty_opts lo = {
+        .svc = &svc,
+        .rules = &rules,
+        .api = api,
+        .platform = MEMBER_PLATFORM_LOYALTY_APP,
+        .shop = SHOP,
+        .default_cc = "44",
+        .max_retries = 30,
+        .backoff_base_ms = 200,
+        .backoff_max_ms = 2000,
+        .lock_ttl_ms = 10000,
+        .lock_wait_ms = 10000,
+        .running = &stop_running,
+    };
+    stoppable = loyalty_new(&lo, e2, sizeof e2);
+    assert_non_null(stoppable);
+
+    /* already stopping: nothing is written, the record is left for redelivery */
+    stop_running = 0;
+    assert_int_equal(loyalty_handle(stoppable, "pos.transactions.v1", buf, len, err, sizeof err),
+                     -ECANCELED);
+    assert_int_equal(balance_of("yara@example.com", NULL), 0);
+
+    /* every write collides; the stop comes while backing off: out within ~50 ms, no failure */
+    sim_config("{\"loyalty\": {\"conflict_rate\": 1.0}}");
+    stop_running = 1;
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, stop_later, NULL), 0);
+    int64_t t0 = clock_mono_ms();
+    int rc = loyalty_handle(stoppable, "pos.transactions.v1", buf, len, err, sizeof err);
+    int64_t took = clock_mono_ms() - t0;
+    pthread_join(th, NULL);
+    assert_int_equal(rc, -ECANCELED);
+    assert_true(took < 300 + 500);
+    struct loyalty_stats st;
+    loyalty_stats_get(stoppable, &st);
+    assert_int_equal(st.failed, 0);
+    assert_true(st.collisions >= 1);
+    assert_int_equal(balance_of("yara@example.com", NULL), 0);
+
+    /* the restart (redelivery) applies it once, although the member's version moved meanwhile */
+    sim_config("{\"loyalty\": {\"conflict_rate\": 0.3}}");
+    stop_running = 1;
+    assert_int_equal(loyalty_handle(stoppable, "pos.transactions.v1", buf, len, err, sizeof err),
+                     0);
+    assert_int_equal(balance_of("yara@example.com", NULL), 15);
+    assert_int_equal(loyalty_handle(stoppable, "pos.transactions.v1", buf, len, err, sizeof err),
+                     0);
+    assert_int_equal(balance_of("yara@example.com", NULL), 15);
+    loyalty_stats_get(stoppable, &st);
+    assert_int_equal(st.failed, 0);
+    loyalty_free(stoppable);
+    free(buf);
+}
+
 /* ---- 30% conflicts through Kafka, then a replay of both topics from the beginning */
 
 #define LOAD_MEMBERS 8
@@ -895,10 +976,11 @@ static void test_conflicts_and_replay(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_online_refunds),     cmocka_unit_test(test_store_return_and_void),
-        cmocka_unit_test(test_cross_channel),      cmocka_unit_test(test_exchanges),
-        cmocka_unit_test(test_multiplier),         cmocka_unit_test(test_identity),
-        cmocka_unit_test(test_failure_and_replay), cmocka_unit_test(test_conflicts_and_replay),
+        cmocka_unit_test(test_online_refunds),       cmocka_unit_test(test_store_return_and_void),
+        cmocka_unit_test(test_cross_channel),        cmocka_unit_test(test_exchanges),
+        cmocka_unit_test(test_multiplier),           cmocka_unit_test(test_identity),
+        cmocka_unit_test(test_failure_and_replay),   cmocka_unit_test(test_shutdown_mid_retries),
+        cmocka_unit_test(test_conflicts_and_replay),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
