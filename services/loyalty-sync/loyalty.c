@@ -926,8 +926,14 @@ void loyalty_record_customer(struct loyalty *l, const char *topic_base, const vo
     if (strcmp(topic_base, "pos.transactions.v1") == 0) {
         Tillsync__V1__PosTransactionEvent *ev =
             tillsync__v1__pos_transaction_event__unpack(NULL, len, payload);
-        if (ev && ev->transaction)
+        /* body is a oneof: a takings declaration shares the transaction's pointer */
+        if (ev && ev->body_case == TILLSYNC__V1__POS_TRANSACTION_EVENT__BODY_TRANSACTION &&
+            ev->transaction)
             customer_key(l, ev->transaction->customer, ev->transaction->transaction_id, out, cap);
+        else if (ev && ev->body_case == TILLSYNC__V1__POS_TRANSACTION_EVENT__BODY_TAKINGS &&
+                 ev->takings)
+            snprintf(out, cap, "t:%s/%s", ev->takings->store_code ? ev->takings->store_code : "",
+                     ev->takings->till_id ? ev->takings->till_id : "");
         if (ev)
             tillsync__v1__pos_transaction_event__free_unpacked(ev, NULL);
     } else if (strcmp(topic_base, "shop.orders.v1") == 0) {

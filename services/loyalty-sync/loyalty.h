@@ -73,8 +73,9 @@ int loyalty_replay(struct loyalty *l, const char *idem_key, size_t *done, size_t
 
 /*
  * Write into out the customer a record of topic_base is about (normalised email, else E.164
- * phone, else loyalty id, else the transaction / order id; "" when it does not decode), so a
- * caller handling records in parallel can keep one customer's records in order on one worker.
+ * phone, else loyalty id, else the transaction / order id; a takings declaration: "t:store/till";
+ * "" when it does not decode), so a caller handling records in parallel can keep one customer's
+ * records in order on one worker.
  */
 void loyalty_record_customer(struct loyalty *l, const char *topic_base, const void *payload,
                              size_t len, char *out, size_t cap);
