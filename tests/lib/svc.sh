@@ -5,7 +5,17 @@
 SVC_LOG_DIR=${SVC_LOG_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/tillsync-svc.XXXXXX")}
 declare -A SVC_PID SVC_ADDR
 
-fail() { echo "FAIL: $*" >&2; exit 1; }
+# fail MESSAGE: say it, show each service's last warnings and errors (CI keeps no files), exit 1
+fail() {
+  echo "FAIL: $*" >&2
+  local f
+  for f in "$SVC_LOG_DIR"/*.log; do
+    [ -s "$f" ] || continue
+    echo "--- $(basename "$f"): last warnings and errors" >&2
+    grep -v '"level":"info"' "$f" | tail -n 15 | cut -c1-400 >&2 || true
+  done
+  exit 1
+}
 
 # svc_start NAME [VAR=value ...]: starts build/bin/NAME on a free loopback port with the stack's
 # variables plus the given ones; waits for its "listening" log line and records its address.
