@@ -2,14 +2,19 @@
  * intake — webhooks and polled orders in, business facts out (shop.orders.v1).
  *
  * Every payload (webhook, poll, replay) goes through intake_process():
- *   parse (rawjson keeps ids exact) → adapter parse → SKU / location mapping (unmappable →
- *   dead letter + exception) → one Postgres transaction per order: webhook dedupe row, order
+ *   parse (rawjson keeps ids exact) → adapter parse → SKU / tax code (shops.h tax_codes) /
+ *   location mapping (unmappable → dead letter + exception, nothing of the order published)
+ *   → one Postgres transaction per order: webhook dedupe row, order
  *   row locked FOR UPDATE, payload older than the applied updated_at dropped, the facts the
  *   payload shows that were not yet published (created, paid, ready, fulfillment:<id>,
  *   refund:<id>, cancelled, or updated:<ms>) published to Kafka synchronously with
  *   deterministic event ids, recorded, commit. A Kafka failure rolls back (the webhook is
  *   answered 503 and retried by the platform); a crash after the Kafka ack but before the
  *   commit republishes the same event ids, which consumers dedupe on ce_id.
+ *
+ * Catalogue events and exceptions go out through events.h; facts are sent by the intake
+ * itself only because they carry a ce_subject, and dead letters because they are the raw
+ * platform payload with dlq_* headers.
  *
  * Admin: pause/resume per shop (webhooks queued in Postgres while paused, drained in arrival
  * order on resume), dead-letter list and replay, poll now. See openapi.yaml.

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "clock.h"
@@ -138,6 +139,25 @@ static int restock_type(const char *s, Tillsync__V1__RestockType *out)
     return 0;
 }
 
+/* A tax rate (a fraction: 0.2 = 20%) in parts per million: a JSON number or a decimal string
+ * (Shopline writes either). 0 when absent, unreadable or beyond ±1000 (100,000%). */
+static int64_t rate_ppm(const json_t *rate)
+{
+    double v = 0;
+    if (json_is_number(rate)) {
+        v = json_number_value(rate);
+    } else if (json_is_string(rate)) {
+        const char *s = json_string_value(rate);
+        char *end = NULL;
+        v = strtod(s, &end);
+        if (end == s || *end != '\0')
+            v = 0;
+    }
+    if (!isfinite(v) || v > 1000 || v < -1000)
+        return 0;
+    return (int64_t)llround(v * 1e6);
+}
+
 /* One order line (also a refund's or fulfillment's embedded line_item). */
 static int line_parse(const json_t *l, const char *currency, struct arena *a,
                       Tillsync__V1__OrderLine **out, char *err, size_t errlen)
@@ -182,9 +202,7 @@ static int line_parse(const json_t *l, const char *currency, struct arena *a,
         *tl = (Tillsync__V1__TaxLine)TILLSYNC__V1__TAX_LINE__INIT;
         tl->name = arena_strdup(a, rawjson_str(t, "title"));
         tl->code = arena_strdup(a, rawjson_str(t, "title"));
-        const json_t *rate = json_object_get(t, "rate");
-        if (json_is_number(rate))
-            tl->rate_ppm = (int64_t)llround(json_number_value(rate) * 1e6);
+        tl->rate_ppm = rate_ppm(json_object_get(t, "rate"));
         if (money_field(a, t, "price", currency, &tl->amount, err, errlen) < 0)
             return -EINVAL;
         ln->tax_lines[i] = tl;
@@ -201,6 +219,55 @@ static int line_parse(const json_t *l, const char *currency, struct arena *a,
         ln->discounts[i] = d;
     }
     *out = ln;
+    return 0;
+}
+
+int rest_product_parse(const struct shop *shop, const struct rest_dialect *d, const json_t *p,
+                       struct arena *a, struct catalog_page *out, char *err, size_t errlen)
+{
+    char pid[160];
+    if (rawjson_get_id(p, "id", pid, sizeof(pid)) < 0) {
+        snprintf(err, errlen, "product id: missing");
+        return -EINVAL;
+    }
+    int64_t updated = 0;
+    if (time_field(p, "updated_at", &updated, err, errlen) < 0)
+        return -EINVAL;
+    const json_t *vs = json_object_get(p, "variants");
+    size_t n = json_array_size(vs);
+    Tillsync__V1__CatalogItem **items = (Tillsync__V1__CatalogItem **)arena_ptrs(a, out->n + n);
+    if (out->n)
+        memcpy(items, out->items, out->n * sizeof(*items));
+    for (size_t i = 0; i < n; i++) {
+        const json_t *v = json_array_get(vs, i);
+        char vid[160], iid[160] = "", igid[256] = "";
+        if (rawjson_get_id(v, "id", vid, sizeof(vid)) < 0) {
+            snprintf(err, errlen, "variants[%zu].id: missing", i);
+            return -EINVAL;
+        }
+        rawjson_get_id(v, "inventory_item_id", iid, sizeof(iid));
+        if (d->gid && *iid)
+            snprintf(igid, sizeof(igid), "%sInventoryItem/%s", d->gid_prefix, iid);
+        Tillsync__V1__CatalogItem *it = arena_alloc(a, sizeof(*it));
+        *it = (Tillsync__V1__CatalogItem)TILLSYNC__V1__CATALOG_ITEM__INIT;
+        it->platform = shop->ops->platform;
+        it->shop_id = arena_strdup(a, shop->domain);
+        it->sku = arena_strdup(a, rawjson_str(v, "sku"));
+        it->barcode = arena_strdup(a, rawjson_str(v, "barcode"));
+        it->title = arena_strdup(a, rawjson_str(p, "title"));
+        it->variant_title = arena_strdup(a, rawjson_str(v, "title"));
+        it->product = platform_id_new(a, pid, d->gid ? rawjson_str(p, "admin_graphql_api_id") : "");
+        it->variant = platform_id_new(a, vid, d->gid ? rawjson_str(v, "admin_graphql_api_id") : "");
+        it->inventory_item = platform_id_new(a, iid, igid);
+        if (money_new(a, rawjson_str(v, "price"), shop->currency, &it->price, err, errlen) < 0)
+            return -EINVAL;
+        it->requires_shipping = json_is_true(json_object_get(v, d->requires_shipping_field));
+        it->tracked = d->tracked_is_string ? *rawjson_str(v, d->tracked_field) != '\0'
+                                           : json_is_true(json_object_get(v, d->tracked_field));
+        it->platform_updated_at_ms = updated;
+        items[out->n++] = it;
+    }
+    out->items = items;
     return 0;
 }
 

@@ -174,16 +174,28 @@ const struct platform_ops *platform_find(const char *name);
 
 /* ---- shared helpers for adapters (platform.c) ---- */
 
-/* Fields in which two REST dialects of the same order shape differ. */
+/* Fields in which two REST dialects of the same order and product shapes differ. */
 struct rest_dialect {
     const char *source_field; /* "source_name" (Shopify) / "order_source" (Shopline) */
-    bool gid;                 /* payload has admin_graphql_api_id */
+    bool gid;                 /* payload has admin_graphql_api_id; ids get GIDs alongside */
     const char *gid_prefix;   /* "gid://shopify/" */
+    /* products: "requires_shipping" (Shopify) / "required_shipping" (Shopline) */
+    const char *requires_shipping_field;
+    /* products: the field saying stock is tracked: "inventory_management" (Shopify: tracked
+     * when a non-empty string) / "inventory_tracker" (Shopline: tracked when JSON true) */
+    const char *tracked_field;
+    bool tracked_is_string;
 };
 
 /* Parse a REST order object (Shopify and Shopline share the shape) into doc as DOC_ORDER. */
 int rest_order_parse(const struct shop *shop, const struct rest_dialect *d, const json_t *o,
                      struct arena *a, struct order_doc *doc, char *err, size_t errlen);
+
+/* Parse a REST product object (products webhook, Shopline products.json, Shopify's GraphQL
+ * catalogue rewritten into that shape): one CatalogItem per variant, appended to out (arena
+ * items; out->items is replaced by a larger arena array). Returns 0 or -EINVAL with err. */
+int rest_product_parse(const struct shop *shop, const struct rest_dialect *d, const json_t *p,
+                       struct arena *a, struct catalog_page *out, char *err, size_t errlen);
 
 /* Parse a REST refund (refunds/create) into a Refund; *at_ms gets created_at. */
 int rest_refund_parse(const struct shop *shop, const char *currency, const json_t *r,

@@ -27,6 +27,9 @@ static const struct rest_dialect shopify_dialect = {
     .source_field = "source_name",
     .gid = true,
     .gid_prefix = "gid://shopify/",
+    .requires_shipping_field = "requires_shipping",
+    .tracked_field = "inventory_management",
+    .tracked_is_string = true,
 };
 
 static bool shopify_verify(const struct shop *shop, const char *body, size_t len,
@@ -133,48 +136,7 @@ static int shopify_parse_order(const struct shop *shop, const char *topic, const
 static int shopify_parse_product(const struct shop *shop, const json_t *p, struct arena *a,
                                  struct catalog_page *out, char *err, size_t errlen)
 {
-    char pid[160];
-    if (rawjson_get_id(p, "id", pid, sizeof(pid)) < 0) {
-        snprintf(err, errlen, "product id: missing");
-        return -EINVAL;
-    }
-    int64_t updated = 0;
-    if (time_field(p, "updated_at", &updated, err, errlen) < 0)
-        return -EINVAL;
-    const json_t *vs = json_object_get(p, "variants");
-    size_t n = json_array_size(vs);
-    Tillsync__V1__CatalogItem **items = (Tillsync__V1__CatalogItem **)arena_ptrs(a, out->n + n);
-    if (out->n)
-        memcpy(items, out->items, out->n * sizeof(*items));
-    for (size_t i = 0; i < n; i++) {
-        const json_t *v = json_array_get(vs, i);
-        char vid[160], iid[160] = "", igid[256];
-        if (rawjson_get_id(v, "id", vid, sizeof(vid)) < 0) {
-            snprintf(err, errlen, "variants[%zu].id: missing", i);
-            return -EINVAL;
-        }
-        rawjson_get_id(v, "inventory_item_id", iid, sizeof(iid));
-        snprintf(igid, sizeof(igid), "gid://shopify/InventoryItem/%s", iid);
-        Tillsync__V1__CatalogItem *it = arena_alloc(a, sizeof(*it));
-        *it = (Tillsync__V1__CatalogItem)TILLSYNC__V1__CATALOG_ITEM__INIT;
-        it->platform = shop->ops->platform;
-        it->shop_id = arena_strdup(a, shop->domain);
-        it->sku = arena_strdup(a, rawjson_str(v, "sku"));
-        it->barcode = arena_strdup(a, rawjson_str(v, "barcode"));
-        it->title = arena_strdup(a, rawjson_str(p, "title"));
-        it->variant_title = arena_strdup(a, rawjson_str(v, "title"));
-        it->product = platform_id_new(a, pid, rawjson_str(p, "admin_graphql_api_id"));
-        it->variant = platform_id_new(a, vid, rawjson_str(v, "admin_graphql_api_id"));
-        it->inventory_item = platform_id_new(a, iid, *iid ? igid : "");
-        if (money_new(a, rawjson_str(v, "price"), shop->currency, &it->price, err, errlen) < 0)
-            return -EINVAL;
-        it->requires_shipping = json_is_true(json_object_get(v, "requires_shipping"));
-        it->tracked = *rawjson_str(v, "inventory_management") != '\0';
-        it->platform_updated_at_ms = updated;
-        items[out->n++] = it;
-    }
-    out->items = items;
-    return 0;
+    return rest_product_parse(shop, &shopify_dialect, p, a, out, err, errlen);
 }
 
 /* One GraphQL call; retries while throttled. *data gets the answer's "data" (new ref). */

@@ -20,6 +20,9 @@ static const struct rest_dialect shopline_dialect = {
     .source_field = "order_source",
     .gid = false,
     .gid_prefix = "",
+    .requires_shipping_field = "required_shipping",
+    .tracked_field = "inventory_tracker",
+    .tracked_is_string = false,
 };
 
 static bool shopline_verify(const struct shop *shop, const char *body, size_t len,
@@ -86,47 +89,7 @@ static int shopline_parse_order(const struct shop *shop, const char *topic, cons
 static int shopline_parse_product(const struct shop *shop, const json_t *p, struct arena *a,
                                   struct catalog_page *out, char *err, size_t errlen)
 {
-    char pid[160];
-    if (rawjson_get_id(p, "id", pid, sizeof(pid)) < 0) {
-        snprintf(err, errlen, "product id: missing");
-        return -EINVAL;
-    }
-    int64_t updated = 0;
-    if (time_field(p, "updated_at", &updated, err, errlen) < 0)
-        return -EINVAL;
-    const json_t *vs = json_object_get(p, "variants");
-    size_t n = json_array_size(vs);
-    Tillsync__V1__CatalogItem **items = (Tillsync__V1__CatalogItem **)arena_ptrs(a, out->n + n);
-    if (out->n)
-        memcpy(items, out->items, out->n * sizeof(*items));
-    for (size_t i = 0; i < n; i++) {
-        const json_t *v = json_array_get(vs, i);
-        char vid[160], iid[160] = "";
-        if (rawjson_get_id(v, "id", vid, sizeof(vid)) < 0) {
-            snprintf(err, errlen, "variants[%zu].id: missing", i);
-            return -EINVAL;
-        }
-        rawjson_get_id(v, "inventory_item_id", iid, sizeof(iid));
-        Tillsync__V1__CatalogItem *it = arena_alloc(a, sizeof(*it));
-        *it = (Tillsync__V1__CatalogItem)TILLSYNC__V1__CATALOG_ITEM__INIT;
-        it->platform = shop->ops->platform;
-        it->shop_id = arena_strdup(a, shop->domain);
-        it->sku = arena_strdup(a, rawjson_str(v, "sku"));
-        it->barcode = arena_strdup(a, rawjson_str(v, "barcode"));
-        it->title = arena_strdup(a, rawjson_str(p, "title"));
-        it->variant_title = arena_strdup(a, rawjson_str(v, "title"));
-        it->product = platform_id_new(a, pid, "");
-        it->variant = platform_id_new(a, vid, "");
-        it->inventory_item = platform_id_new(a, iid, "");
-        if (money_new(a, rawjson_str(v, "price"), shop->currency, &it->price, err, errlen) < 0)
-            return -EINVAL;
-        it->requires_shipping = json_is_true(json_object_get(v, "required_shipping"));
-        it->tracked = json_is_true(json_object_get(v, "inventory_tracker"));
-        it->platform_updated_at_ms = updated;
-        items[out->n++] = it;
-    }
-    out->items = items;
-    return 0;
+    return rest_product_parse(shop, &shopline_dialect, p, a, out, err, errlen);
 }
 
 /* GET url with the Bearer token; parses the JSON answer into *root. */

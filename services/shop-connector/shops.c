@@ -2,6 +2,7 @@
 #include "shops.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -113,6 +114,53 @@ static int str_field(const json_t *o, const char *name, const char *def, int idx
     return *out ? 0 : -ENOMEM;
 }
 
+/* The tax_codes array of shop object o (absent = none). Returns 0 or -EINVAL / -ENOMEM. */
+static int tax_codes_parse(struct shop *s, const json_t *o, int idx, char *err, size_t errlen)
+{
+    const json_t *arr = json_object_get(o, "tax_codes");
+    if (!arr || json_is_null(arr))
+        return 0;
+    if (!json_is_array(arr)) {
+        snprintf(err, errlen, "shops[%d].tax_codes: must be an array", idx);
+        return -EINVAL;
+    }
+    s->ntax_codes = json_array_size(arr);
+    s->tax_codes = calloc(s->ntax_codes ? s->ntax_codes : 1, sizeof(*s->tax_codes));
+    if (!s->tax_codes) {
+        s->ntax_codes = 0;
+        return -ENOMEM;
+    }
+    for (size_t j = 0; j < s->ntax_codes; j++) {
+        const json_t *t = json_array_get(arr, j);
+        struct shop_tax_code *tc = &s->tax_codes[j];
+        const json_t *rate = json_object_get(t, "rate");
+        tc->rate_ppm = -1;
+        if (!json_is_object(t) || !*rawjson_str(t, "code")) {
+            snprintf(err, errlen, "shops[%d].tax_codes[%zu]: needs \"code\"", idx, j);
+            return -EINVAL;
+        }
+        if (rate && !json_is_null(rate)) {
+            if (!json_is_number(rate) || json_number_value(rate) < 0 ||
+                json_number_value(rate) > 1000) {
+                snprintf(err, errlen,
+                         "shops[%d].tax_codes[%zu].rate: must be a fraction (0.2 for 20%%)", idx,
+                         j);
+                return -EINVAL;
+            }
+            tc->rate_ppm = (int64_t)llround(json_number_value(rate) * 1e6);
+        }
+        if (!*rawjson_str(t, "title") && tc->rate_ppm < 0) {
+            snprintf(err, errlen, "shops[%d].tax_codes[%zu]: needs \"title\" or \"rate\"", idx, j);
+            return -EINVAL;
+        }
+        tc->title = strdup(rawjson_str(t, "title"));
+        tc->code = strdup(rawjson_str(t, "code"));
+        if (!tc->title || !tc->code)
+            return -ENOMEM;
+    }
+    return 0;
+}
+
 int shops_parse(struct shop_set *set, const char *text, size_t len, char *err, size_t errlen)
 {
     char perr[200];
@@ -207,6 +255,8 @@ int shops_parse(struct shop_set *set, const char *text, size_t len, char *err, s
                 goto out;
             }
         }
+        if ((rc = tax_codes_parse(s, o, idx, err, errlen)) < 0)
+            goto out;
     }
     rc = 0;
 out:
@@ -245,6 +295,11 @@ void shops_release(struct shop_set *set)
             free(s->locations[j].ledger);
         }
         free(s->locations);
+        for (size_t j = 0; s->tax_codes && j < s->ntax_codes; j++) {
+            free(s->tax_codes[j].title);
+            free(s->tax_codes[j].code);
+        }
+        free(s->tax_codes);
     }
     free(set->shops);
     set->shops = NULL;
@@ -275,6 +330,17 @@ const struct shop_location *shop_location_by_name(const struct shop *shop, const
     for (size_t i = 0; name && *name && i < shop->nlocations; i++) {
         if (strcasecmp(shop->locations[i].name, name) == 0)
             return &shop->locations[i];
+    }
+    return NULL;
+}
+
+const char *shop_tax_code(const struct shop *shop, const char *title, int64_t rate_ppm)
+{
+    for (size_t i = 0; title && i < shop->ntax_codes; i++) {
+        const struct shop_tax_code *tc = &shop->tax_codes[i];
+        if ((!*tc->title || strcasecmp(tc->title, title) == 0) &&
+            (tc->rate_ppm < 0 || tc->rate_ppm == rate_ppm))
+            return tc->code;
     }
     return NULL;
 }

@@ -11,8 +11,15 @@
  *                              or "access_token_file": "/run/secrets/x"
  *      "webhook_secret": ..., "webhook_secret_env": ..., "webhook_secret_file": ...
  *      "previous_webhook_secret"(_env|_file): the secret before a rotation, accepted too
- *      "locations": [{"id": "<platform location id>", "name": "Store A", "ledger": "STORE-A"}]
+ *      "locations": [{"id": "<platform location id>", "name": "Store A", "ledger": "STORE-A"}],
+ *      "tax_codes": [{"title": "VAT", "rate": 0.2, "code": "GB-VAT-STD"}, ...]
  *   }]}
+ *
+ * tax_codes maps the payload's tax lines (title, rate as a fraction) to the tenant's accounting
+ * tax codes: the first entry whose title (case-insensitive, when given) and rate (exactly, in
+ * parts per million, when given) match. With tax_codes configured, an order with a tax line no
+ * entry matches is dead-lettered (TAX_MAPPING_FAILED); a shop without tax_codes requires no
+ * mapping and its tax lines keep the payload's title as code.
  *
  * Secrets are better given by _env or _file than inline. A shop's key is
  * "<platform>/<domain>" (the Kafka key prefix of its orders).
@@ -21,6 +28,7 @@
 #define SHOP_SHOPS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 struct platform_ops;
 
@@ -29,6 +37,13 @@ struct shop_location {
     char *platform_id; /* decimal id text */
     char *name;        /* may be "" */
     char *ledger;      /* ledger location code */
+};
+
+/* One tax_codes entry. */
+struct shop_tax_code {
+    char *title;      /* "" = any title */
+    int64_t rate_ppm; /* -1 = any rate */
+    char *code;       /* accounting tax code, never "" */
 };
 
 /* One configured shop; every string is owned by the shop_set. */
@@ -45,6 +60,8 @@ struct shop {
     char *previous_webhook_secret; /* "" when none */
     struct shop_location *locations;
     size_t nlocations;
+    struct shop_tax_code *tax_codes; /* in file order; NULL when none */
+    size_t ntax_codes;               /* 0 = tax lines need no mapping */
 };
 
 struct shop_set {
@@ -71,5 +88,9 @@ const char *shop_location_ledger(const struct shop *shop, const char *platform_i
 
 /* The location whose name equals name (case-insensitive), or NULL. */
 const struct shop_location *shop_location_by_name(const struct shop *shop, const char *name);
+
+/* The accounting code of a tax line titled title at rate_ppm: the first of shop's tax_codes that
+ * matches, or NULL (always NULL for a shop without tax_codes). Borrowed from the shop. */
+const char *shop_tax_code(const struct shop *shop, const char *title, int64_t rate_ppm);
 
 #endif
