@@ -21,6 +21,7 @@
 #include "metrics.h"
 #include "pg.h"
 #include "platform.h"
+#include "push_plan.h"
 #include "ratelimit.h"
 #include "rawjson.h"
 #include "shops.h"
@@ -29,8 +30,7 @@
 
 #define TOPIC_LEVELS     "inventory.levels.v1"
 #define TOPIC_LEVELS_DLQ "inventory.levels.v1.dlq"
-#define STALE_BUCKET_MS  50
-#define STALE_BUCKETS    2400 /* 50 ms buckets up to 120 s, the last one open */
+#define SLOW_CALL_MS     500 /* a write call plus its Postgres record this slow is logged */
 
 /* One (item, location) of a shop. Dirty when version > done_version or force. Guarded by
  * push.lock; workers copy what they send and look the entry up again afterwards (the consumer
@@ -38,14 +38,7 @@
 struct entry {
     char *item_id, *location_id, *sku, *kafka_key;
     int32_t partition;
-    int64_t version, quantity, as_of_ms; /* newest ledger figure */
-    int64_t done_version;                /* confirmed on the platform, or rejected */
-    bool plat_known;
-    int64_t plat_qty; /* what the platform holds as far as we know */
-    bool need_read, force;
-    int64_t not_before;  /* mono ms: held (CAS settle) until then */
-    int64_t dirty_since; /* mono ms of the first unwritten change */
-    int64_t drift_since; /* mono ms the drift was first seen; 0 = none */
+    struct plan_key k; /* figures and state (push_plan.h) */
     bool drift_raised;
     void *payload; /* newest record, for the dead-letter topic */
     size_t len;
@@ -71,8 +64,7 @@ struct pshop {
     /* figures for /metrics and /admin/push */
     long changes, calls, read_calls, writes, qty_written, throttled, conflicts, rejected, errors,
         drift_open;
-    uint32_t stale_hist[STALE_BUCKETS];
-    uint64_t stale_n;
+    struct plan_stale stale;
 };
 
 struct push {
@@ -166,8 +158,7 @@ static struct entry *entry_get(struct pshop *s, const char *item, const char *lo
         abort(); /* out of memory */
     e->item_id = xstrdup(item);
     e->location_id = xstrdup(loc);
-    e->version = -1;
-    e->done_version = -1;
+    plan_key_init(&e->k);
     e->partition = -1;
     size_t k = hash2(item, loc) % s->nslots;
     e->next = s->tab[k];
@@ -178,7 +169,7 @@ static struct entry *entry_get(struct pshop *s, const char *item, const char *lo
 
 static bool entry_dirty(const struct entry *e)
 {
-    return e->version >= 0 && (e->version > e->done_version || e->force);
+    return plan_key_dirty(&e->k);
 }
 
 /* ------------------------------------------------------------------ helpers */
@@ -215,36 +206,10 @@ static void wait_until(struct push *p, int64_t until)
     pthread_cond_timedwait(&p->cond, &p->lock, &ts);
 }
 
-static int urgency(const struct push *p, int64_t qty)
-{
-    return qty <= 0 ? 0 : qty <= p->o.low_stock ? 1 : 2;
-}
-
 static void stale_observe(struct pshop *s, int64_t ms)
 {
-    if (ms < 0)
-        ms = 0;
-    size_t b = (size_t)(ms / STALE_BUCKET_MS);
-    if (b >= STALE_BUCKETS)
-        b = STALE_BUCKETS - 1;
-    s->stale_hist[b]++;
-    s->stale_n++;
-    metric_observe(s->p->m_stale, (double)ms / 1000.0, s->shop->key);
-}
-
-/* Upper bound in ms of the q-quantile (0..1) of the staleness seen; 0 when none. */
-static long stale_quantile(const struct pshop *s, double q)
-{
-    if (s->stale_n == 0)
-        return 0;
-    uint64_t want = (uint64_t)(q * (double)s->stale_n + 0.999999);
-    uint64_t acc = 0;
-    for (size_t i = 0; i < STALE_BUCKETS; i++) {
-        acc += s->stale_hist[i];
-        if (acc >= want)
-            return (long)((i + 1) * STALE_BUCKET_MS);
-    }
-    return STALE_BUCKETS * STALE_BUCKET_MS;
+    plan_stale_observe(&s->stale, ms);
+    metric_observe(s->p->m_stale, (double)(ms < 0 ? 0 : ms) / 1000.0, s->shop->key);
 }
 
 /* Take cost tokens from the shop's bucket, waiting as long as it says; false when stopping. */
@@ -254,8 +219,7 @@ static bool bucket_take(struct pshop *s, long cost)
     for (;;) {
         long wait = 0;
         char err[256];
-        if (cost > s->bucket.capacity)
-            cost = s->bucket.capacity;
+        cost = plan_bucket_cost(cost, s->bucket.capacity);
         int rc = ratelimit_try(p->svc->redis, &s->bucket, cost, &wait, err, sizeof(err));
         if (rc < 0) {
             log_kv(LOG_LVL_WARN, "rate-limit bucket unavailable; waiting", "shop", s->shop->key,
@@ -297,33 +261,40 @@ struct done_row {
 };
 
 /*
- * The ledger names a SKU, not the platform's inventory item: find the item in the catalogue this
- * connector synced (catalog_variant). Returns 0 with item filled, -ENOENT when the SKU is not in
- * the shop's catalogue or is on two variants (the record is then rejected with the reason), or
- * -EIO when the database is unreachable.
+ * The ledger names a SKU, not the platform's inventory item: find the items of the SKUs in k in
+ * the catalogue this connector synced (catalog_variant), in one query for the whole consumer
+ * batch. A SKU not in the shop's catalogue, or on two variants, stays without item (the record
+ * is then rejected with the reason). Returns 0, or -EIO when the database is unreachable.
  */
-static int catalog_item_lookup(struct pshop *s, const char *sku, char *item, size_t itemcap)
+static int catalog_items_lookup(struct pshop *s, struct plan_skus *k)
 {
-    const char *params[2] = {s->shop->key, sku ? sku : ""};
     char err[256];
+    char *arr = plan_skus_pg_array(k);
+    const char *params[2] = {s->shop->key, arr};
     PGconn *c = pg_acquire(s->p->svc->pg, 5000, err, sizeof(err));
     PGresult *r;
-    int rc = -ENOENT;
+    int rc = 0;
 
     if (!c) {
         log_kv(LOG_LVL_WARN, "push: catalogue lookup failed", "error", err, NULL);
+        free(arr);
         return -EIO;
     }
     r = PQexecParams(c,
-                     "SELECT inventory_item_id FROM catalog_variant WHERE shop_key = $1 AND "
-                     "sku = $2 LIMIT 2",
+                     "SELECT sku, inventory_item_id FROM catalog_variant WHERE shop_key = $1 AND "
+                     "sku = ANY($2::text[])",
                      2, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+    if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+        log_kv(LOG_LVL_WARN, "push: catalogue lookup failed", "error", PQresultErrorMessage(r),
+               NULL);
         rc = -EIO;
-    else if (PQntuples(r) == 1)
-        rc = snprintf(item, itemcap, "%s", PQgetvalue(r, 0, 0)) < (int)itemcap ? 0 : -ENOENT;
+    } else {
+        for (int i = 0; i < PQntuples(r); i++)
+            plan_skus_found(k, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1));
+    }
     PQclear(r);
     pg_release(s->p->svc->pg, c);
+    free(arr);
     return rc;
 }
 
@@ -406,9 +377,9 @@ static int done_load(struct pshop *s, char *err, size_t errlen)
     } else {
         for (int i = 0; i < PQntuples(r); i++) {
             struct entry *e = entry_get(s, PQgetvalue(r, i, 0), PQgetvalue(r, i, 1));
-            e->done_version = strtoll(PQgetvalue(r, i, 2), NULL, 10);
-            e->plat_qty = strtoll(PQgetvalue(r, i, 3), NULL, 10);
-            e->plat_known = PQgetvalue(r, i, 4)[0] != 't';
+            e->k.done_version = strtoll(PQgetvalue(r, i, 2), NULL, 10);
+            e->k.plat_qty = strtoll(PQgetvalue(r, i, 3), NULL, 10);
+            e->k.plat_known = PQgetvalue(r, i, 4)[0] != 't';
         }
     }
     PQclear(r);
@@ -514,22 +485,7 @@ static void drift_raise(struct pshop *s, const char *item, const char *loc, cons
 
 /* ------------------------------------------------------------------ the worker */
 
-struct job {
-    char *item_id, *location_id;
-    int64_t version, quantity, as_of_ms;
-    int urg;
-    int64_t since;
-};
-
-static int job_cmp(const void *a, const void *b)
-{
-    const struct job *x = a, *y = b;
-    if (x->urg != y->urg)
-        return x->urg - y->urg;
-    return x->since < y->since ? -1 : x->since > y->since;
-}
-
-static void jobs_free(struct job *j, size_t n)
+static void jobs_free(struct plan_job *j, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         free(j[i].item_id);
@@ -549,23 +505,16 @@ static void call_failed(struct pshop *s, int rc, const struct platform_budget *b
         metric_add(p->m_throttled, 1, s->shop->key);
         /* Retry-After when given, else the time the restore rate needs for one call */
         sleep_ms =
-            b->retry_after_ms >= 0
-                ? b->retry_after_ms
-                : (s->ops->write_cost * 1000 + s->bucket.refill_per_s - 1) / s->bucket.refill_per_s;
-        if (sleep_ms < 250)
-            sleep_ms = 250;
+            plan_throttle_wait_ms(b->retry_after_ms, s->ops->write_cost, s->bucket.refill_per_s);
         pthread_mutex_lock(&p->lock);
-        s->window_ms =
-            s->window_ms * 2 > p->o.window_max_ms ? p->o.window_max_ms : s->window_ms * 2;
+        s->window_ms = plan_window_throttled(s->window_ms, p->o.window_max_ms);
         pthread_mutex_unlock(&p->lock);
         log_kv(LOG_LVL_INFO, "push: throttled; backing off", "shop", s->shop->key, NULL);
     } else {
         s->errors++;
         s->incident = true;
         metric_add(p->m_errors, 1, s->shop->key);
-        s->backoff_ms = s->backoff_ms ? s->backoff_ms * 2 : 200;
-        if (s->backoff_ms > 10000)
-            s->backoff_ms = 10000;
+        s->backoff_ms = plan_backoff_next(s->backoff_ms);
         sleep_ms = (long)(rnd(s) % (uint32_t)s->backoff_ms) + 1; /* full jitter */
         log_kv(LOG_LVL_WARN, "push: platform call failed; retrying", "shop", s->shop->key, "error",
                err, NULL);
@@ -589,7 +538,7 @@ static void call_succeeded(struct pshop *s)
 }
 
 /* Read the figures of jobs[0..n) and apply them. Returns 0 or the call's error. */
-static int do_read(struct pshop *s, struct job *jobs, size_t n, bool drift)
+static int do_read(struct pshop *s, struct plan_job *jobs, size_t n, bool drift)
 {
     struct push *p = s->p;
     struct level_read *r = calloc(n, sizeof(*r));
@@ -633,46 +582,44 @@ static int do_read(struct pshop *s, struct job *jobs, size_t n, bool drift)
             continue;
         int64_t got = r[i].found ? r[i].available : 0;
         if (!drift) {
-            e->plat_known = true;
-            e->plat_qty = got;
-            e->need_read = false;
+            plan_key_read(&e->k, r[i].found, r[i].available);
             continue;
         }
-        if (entry_dirty(e) || e->need_read || !r[i].found)
+        if (entry_dirty(e) || e->k.need_read || !r[i].found)
             continue; /* a write is on its way anyway */
         /* the figure read becomes the compare figure only once acted on: within the grace
          * time a sale in flight is left to the compare-and-set of the next write */
-        int64_t diff = got > e->quantity ? got - e->quantity : e->quantity - got;
+        int64_t diff = got > e->k.quantity ? got - e->k.quantity : e->k.quantity - got;
         if (diff > p->o.drift_threshold) {
-            if (!e->drift_since)
-                e->drift_since = now;
-            if (now - e->drift_since >= p->o.drift_grace_ms) {
+            if (!e->k.drift_since)
+                e->k.drift_since = now;
+            if (now - e->k.drift_since >= p->o.drift_grace_ms) {
                 if (!e->drift_raised && nev < 256) {
                     ev[nev].item = xstrdup(e->item_id);
                     ev[nev].loc = xstrdup(e->location_id);
                     ev[nev].sku = xstrdup(e->sku);
-                    ev[nev].ledger = e->quantity;
+                    ev[nev].ledger = e->k.quantity;
                     ev[nev].plat = got;
                     ev[nev++].cleared = false;
                     e->drift_raised = true;
                     s->drift_open++;
                 }
-                e->plat_known = true;
-                e->plat_qty = got;
-                e->force = true; /* correct it: the ledger's figure is the truth */
-                e->dirty_since = now;
+                e->k.plat_known = true;
+                e->k.plat_qty = got;
+                e->k.force = true; /* correct it: the ledger's figure is the truth */
+                e->k.dirty_since = now;
             }
         } else {
             if (e->drift_raised && nev < 256) {
                 ev[nev].item = xstrdup(e->item_id);
                 ev[nev].loc = xstrdup(e->location_id);
                 ev[nev].sku = xstrdup(e->sku);
-                ev[nev].ledger = e->quantity;
+                ev[nev].ledger = e->k.quantity;
                 ev[nev].plat = got;
                 ev[nev++].cleared = true;
                 s->drift_open--;
             }
-            e->drift_since = 0;
+            e->k.drift_since = 0;
             e->drift_raised = false;
         }
     }
@@ -687,8 +634,9 @@ static int do_read(struct pshop *s, struct job *jobs, size_t n, bool drift)
     return 0;
 }
 
-/* Write jobs[0..n) in one call and apply the outcome. */
-static void do_write(struct pshop *s, struct job *jobs, size_t n)
+/* Write jobs[0..n) in one call and apply the outcome; have_token: the call's cost was already
+ * taken from the bucket. */
+static void do_write(struct pshop *s, struct plan_job *jobs, size_t n, bool have_token)
 {
     struct push *p = s->p;
     struct level_write *w = calloc(n, sizeof(*w));
@@ -710,7 +658,7 @@ static void do_write(struct pshop *s, struct job *jobs, size_t n)
         w[i].item_id = jobs[i].item_id;
         w[i].location_id = jobs[i].location_id;
         w[i].quantity = jobs[i].quantity;
-        w[i].compare = e && e->plat_known ? e->plat_qty : 0;
+        w[i].compare = e ? plan_key_compare(&e->k) : 0;
         if (nl < ncap)
             nl += (size_t)snprintf(name + nl, ncap - nl, ";%s/%s=%" PRId64 "@%" PRId64 "<%" PRId64,
                                    w[i].item_id, w[i].location_id, w[i].quantity, jobs[i].version,
@@ -725,9 +673,11 @@ static void do_write(struct pshop *s, struct job *jobs, size_t n)
     struct platform_budget b = {-1, -1};
     char err[512] = "";
     int rc;
-    if (!bucket_take(s, s->ops->write_cost))
+    if (!have_token && !bucket_take(s, s->ops->write_cost))
         goto out;
+    int64_t t_call = now_mono();
     rc = s->ops->set_levels(s->shop, w, n, key, &b, err, sizeof(err));
+    t_call = now_mono() - t_call;
     s->calls++;
     metric_add(p->m_calls, 1, s->shop->key, "write");
     bucket_correct(s, &b);
@@ -743,15 +693,11 @@ static void do_write(struct pshop *s, struct job *jobs, size_t n)
         struct entry *e = entry_find(s, jobs[i].item_id, jobs[i].location_id);
         if (!e)
             continue; /* revoked meanwhile: the new owner writes it */
+        plan_key_written(&e->k, w[i].outcome, jobs[i].version, w[i].quantity, now,
+                         p->o.cas_settle_ms);
         switch (w[i].outcome) {
         case LEVEL_OK:
             nok++;
-            e->plat_known = true;
-            e->plat_qty = w[i].quantity;
-            e->force = false;
-            if (jobs[i].version > e->done_version)
-                e->done_version = jobs[i].version;
-            e->dirty_since = entry_dirty(e) ? now : 0;
             stale_observe(s, now_ms - jobs[i].as_of_ms);
             done[ndone].item_id = xstrdup(e->item_id);
             done[ndone].location_id = xstrdup(e->location_id);
@@ -761,19 +707,12 @@ static void do_write(struct pshop *s, struct job *jobs, size_t n)
         case LEVEL_STALE:
             s->conflicts++;
             metric_add(p->m_conflicts, 1, s->shop->key);
-            e->need_read = true;
-            e->not_before = now + p->o.cas_settle_ms;
             log_kv(LOG_LVL_INFO, "push: platform figure changed; re-reading", "shop", s->shop->key,
                    "item", e->item_id, "location", e->location_id, "reason", w[i].reason, NULL);
             break;
         case LEVEL_REJECTED:
             s->rejected++;
             metric_add(p->m_rejected, 1, s->shop->key);
-            if (jobs[i].version > e->done_version)
-                e->done_version = jobs[i].version;
-            e->force = false;
-            e->plat_known = false;
-            e->dirty_since = entry_dirty(e) ? now : 0;
             rej[nrej].item_id = xstrdup(e->item_id);
             rej[nrej].location_id = xstrdup(e->location_id);
             rej[nrej].sku = xstrdup(e->sku);
@@ -804,7 +743,17 @@ static void do_write(struct pshop *s, struct job *jobs, size_t n)
         metric_add(p->m_written, (double)nok, s->shop->key);
     }
     pthread_mutex_unlock(&p->lock);
+    int64_t t_pg = now_mono();
     done_persist(s, done, ndone);
+    t_pg = now_mono() - t_pg;
+    if (t_call + t_pg >= SLOW_CALL_MS) {
+        char tc[24], tp[24], nq[24];
+        snprintf(tc, sizeof(tc), "%" PRId64, t_call);
+        snprintf(tp, sizeof(tp), "%" PRId64, t_pg);
+        snprintf(nq, sizeof(nq), "%zu", n);
+        log_kv(LOG_LVL_INFO, "push: slow write", "shop", s->shop->key, "quantities", nq, "call_ms",
+               tc, "record_ms", tp, NULL);
+    }
     for (size_t i = 0; i < nrej; i++)
         reject_publish(s, &rej[i]);
 out:
@@ -824,100 +773,132 @@ out:
     free(w);
 }
 
-/* Pick what is due now. Lock held. Fills *reads or *writes (never both), *next_wake. */
-static void pick(struct pshop *s, struct job **reads, size_t *nreads, struct job **writes,
+static void job_fill(struct plan_job *j, const struct push *p, const struct entry *e)
+{
+    j->item_id = e->item_id; /* borrowed until copied */
+    j->location_id = e->location_id;
+    j->version = e->k.version;
+    j->quantity = e->k.quantity;
+    j->as_of_ms = e->k.as_of_ms;
+    j->urg = plan_urgency(e->k.quantity, p->o.low_stock);
+    j->since = e->k.dirty_since;
+}
+
+static void jobs_push(struct plan_job **v, size_t *n, size_t *cap)
+{
+    if (*n == *cap) {
+        *cap = *cap ? *cap * 2 : 256;
+        struct plan_job *nj = realloc(*v, *cap * sizeof(**v));
+        if (!nj)
+            abort(); /* out of memory */
+        *v = nj;
+    }
+    (*n)++;
+}
+
+/*
+ * Pick what is due now. Lock held. Fills *reads or *writes (never both), *next_wake. Writes are
+ * the due keys, most urgent first, up to a call; when fewer than a call are due but the keys
+ * waiting in their window fill one, the call is topped up with them (plan_flush_early).
+ */
+static void pick(struct pshop *s, struct plan_job **reads, size_t *nreads, struct plan_job **writes,
                  size_t *nwrites, int64_t *next_wake)
 {
     struct push *p = s->p;
     int64_t now = now_mono();
-    size_t cap = 0, nr = 0, nw = 0, pending = 0;
-    struct job *rj = NULL, *wj = NULL;
+    size_t cap = 0, qcap = 0, nr = 0, nw = 0, nq = 0, pending = 0;
+    struct plan_job *rj = NULL, *wj = NULL, *qj = NULL;
     int64_t oldest_ms = 0;
+    size_t maxw = s->ops->max_write_batch;
     *next_wake = now + 1000;
     rj = calloc(s->ops->max_read_batch, sizeof(*rj));
     if (!rj)
         abort();
     for (size_t k = 0; k < s->nslots; k++) {
         for (struct entry *e = s->tab[k]; e; e = e->next) {
-            if (!entry_dirty(e))
+            int64_t at = 0;
+            enum plan_action a =
+                plan_key_next(&e->k, s->ops->compare_and_set, s->window_ms, now, &at);
+            if (a == PLAN_IDLE)
                 continue;
             pending++;
-            if (e->as_of_ms && (!oldest_ms || e->as_of_ms < oldest_ms))
-                oldest_ms = e->as_of_ms;
-            if (e->not_before > now) {
-                if (e->not_before < *next_wake)
-                    *next_wake = e->not_before;
-                continue;
-            }
-            if (e->need_read || (s->ops->compare_and_set && !e->plat_known)) {
+            if (e->k.as_of_ms && (!oldest_ms || e->k.as_of_ms < oldest_ms))
+                oldest_ms = e->k.as_of_ms;
+            switch (a) {
+            case PLAN_HELD:
+                if (at < *next_wake)
+                    *next_wake = at;
+                break;
+            case PLAN_READ:
                 if (nr < s->ops->max_read_batch) {
                     rj[nr].item_id = xstrdup(e->item_id);
                     rj[nr++].location_id = xstrdup(e->location_id);
                 }
-                continue;
+                break;
+            case PLAN_WAIT:
+                if (at < *next_wake)
+                    *next_wake = at;
+                jobs_push(&qj, &nq, &qcap);
+                job_fill(&qj[nq - 1], p, e);
+                break;
+            case PLAN_WRITE:
+                jobs_push(&wj, &nw, &cap);
+                job_fill(&wj[nw - 1], p, e);
+                break;
+            case PLAN_IDLE:
+                break;
             }
-            int64_t due = e->dirty_since + s->window_ms;
-            if (due > now) {
-                if (due < *next_wake)
-                    *next_wake = due;
-                continue;
-            }
-            if (nw == cap) {
-                cap = cap ? cap * 2 : 256;
-                struct job *nj = realloc(wj, cap * sizeof(*wj));
-                if (!nj)
-                    abort();
-                wj = nj;
-            }
-            wj[nw].item_id = e->item_id; /* borrowed until copied below */
-            wj[nw].location_id = e->location_id;
-            wj[nw].version = e->version;
-            wj[nw].quantity = e->quantity;
-            wj[nw].as_of_ms = e->as_of_ms;
-            wj[nw].urg = urgency(p, e->quantity);
-            wj[nw++].since = e->dirty_since;
         }
     }
     metric_set(p->m_pending, (double)pending, s->shop->key);
     metric_set(p->m_behind, oldest_ms ? (double)(clock_now_ms() - oldest_ms) / 1000.0 : 0.0,
                s->shop->key);
-    /* adapt the window: short when quiet, longer while the backlog exceeds a call */
-    if (pending > s->ops->max_write_batch * 2 && s->ops->max_write_batch > 1)
-        s->window_ms =
-            s->window_ms * 2 > p->o.window_max_ms ? p->o.window_max_ms : s->window_ms * 2;
-    else if (pending <= s->ops->max_write_batch)
-        s->window_ms =
-            s->window_ms / 2 < p->o.window_min_ms ? p->o.window_min_ms : s->window_ms / 2;
+    /* adapt the window: short while the calls keep up, longer while the keys already due
+     * exceed two calls (the budget does not keep up: coalesce more) */
+    s->window_ms =
+        plan_window_adapt(s->window_ms, nw, maxw, p->o.window_min_ms, p->o.window_max_ms);
     if (nr) {
         *reads = rj;
         *nreads = nr;
         free(wj);
+        free(qj);
         return;
     }
     free(rj);
-    if (nw) {
-        qsort(wj, nw, sizeof(*wj), job_cmp);
-        if (nw > s->ops->max_write_batch)
-            nw = s->ops->max_write_batch;
+    if (nw || plan_flush_early(nw, nw + nq, maxw)) {
+        nw = plan_batch(wj, nw, maxw);
+        if (nw < maxw && plan_flush_early(nw, nw + nq, maxw)) {
+            size_t nt = plan_batch(qj, nq, maxw - nw);
+            if (nw + nt > cap) {
+                struct plan_job *nj = realloc(wj, (nw + nt) * sizeof(*wj));
+                if (!nj)
+                    abort();
+                wj = nj;
+            }
+            memcpy(wj + nw, qj, nt * sizeof(*qj));
+            nw += nt;
+        }
         for (size_t i = 0; i < nw; i++) {
             wj[i].item_id = xstrdup(wj[i].item_id);
             wj[i].location_id = xstrdup(wj[i].location_id);
         }
+        free(qj);
         *writes = wj;
         *nwrites = nw;
         return;
     }
     free(wj);
+    free(qj);
 }
 
 /* Due drift sample: keys seen drifting first, then the rotating cursor. Lock held. */
-static size_t pick_drift(struct pshop *s, struct job *out, size_t max)
+static size_t pick_drift(struct pshop *s, struct plan_job *out, size_t max)
 {
     struct push *p = s->p;
     size_t n = 0;
     for (size_t k = 0; k < s->nslots && n < max; k++)
         for (struct entry *e = s->tab[k]; e && n < max; e = e->next)
-            if (e->drift_since && !entry_dirty(e)) {
+            if (e->k.drift_since && !entry_dirty(e)) {
                 out[n].item_id = xstrdup(e->item_id);
                 out[n++].location_id = xstrdup(e->location_id);
             }
@@ -926,8 +907,8 @@ static size_t pick_drift(struct pshop *s, struct job *out, size_t max)
     while (n < max && n < want && scanned < s->nslots) {
         size_t k = s->drift_cursor % s->nslots;
         for (struct entry *e = s->tab[k]; e && n < max; e = e->next)
-            if (!e->drift_since && !entry_dirty(e) && e->version >= 0 && !e->need_read &&
-                e->done_version >= 0) {
+            if (!e->k.drift_since && !entry_dirty(e) && e->k.version >= 0 && !e->k.need_read &&
+                e->k.done_version >= 0) {
                 out[n].item_id = xstrdup(e->item_id);
                 out[n++].location_id = xstrdup(e->location_id);
             }
@@ -941,9 +922,10 @@ static void *worker_main(void *arg)
 {
     struct pshop *s = arg;
     struct push *p = s->p;
+    bool token = false; /* a write call's cost taken from the bucket, not yet spent */
     pthread_mutex_lock(&p->lock);
     while (!p->stop) {
-        struct job *reads = NULL, *writes = NULL;
+        struct plan_job *reads = NULL, *writes = NULL;
         size_t nr = 0, nw = 0;
         int64_t wake = 0;
         pick(s, &reads, &nr, &writes, &nw, &wake);
@@ -954,9 +936,19 @@ static void *worker_main(void *arg)
             pthread_mutex_lock(&p->lock);
             continue;
         }
+        if (nw && !token) {
+            /* wait for the budget first, then pick again: the call carries the figures of
+             * that moment and every key that fell due meanwhile, not those of before the wait */
+            jobs_free(writes, nw);
+            pthread_mutex_unlock(&p->lock);
+            token = bucket_take(s, s->ops->write_cost);
+            pthread_mutex_lock(&p->lock);
+            continue;
+        }
         if (nw) {
             pthread_mutex_unlock(&p->lock);
-            do_write(s, writes, nw);
+            do_write(s, writes, nw, true);
+            token = false;
             jobs_free(writes, nw);
             pthread_mutex_lock(&p->lock);
             continue;
@@ -966,7 +958,7 @@ static void *worker_main(void *arg)
             /* after an incident (next_drift 0) the sweep goes round every key */
             bool all = s->next_drift == 0;
             size_t max = s->ops->max_read_batch;
-            struct job *dj = calloc(max, sizeof(*dj));
+            struct plan_job *dj = calloc(max, sizeof(*dj));
             if (!dj)
                 abort();
             size_t dn = pick_drift(s, dj, max);
@@ -1039,41 +1031,75 @@ static int record_reject(struct push *p, const struct kafka_message *m, const ch
     return 0;
 }
 
+/* The served shop a level record is for, or NULL (physical location, another connector's). */
+static struct pshop *level_shop(struct push *p, const Tillsync__V1__InventoryLevel *l)
+{
+    const char *platform = l->platform == TILLSYNC__V1__PLATFORM__PLATFORM_SHOPIFY    ? "shopify"
+                           : l->platform == TILLSYNC__V1__PLATFORM__PLATFORM_SHOPLINE ? "shopline"
+                                                                                      : "";
+    return l->location_kind == TILLSYNC__V1__LOCATION_KIND__LOCATION_KIND_CHANNEL
+               ? pshop_find(p, platform, l->shop_id ? l->shop_id : "")
+               : NULL;
+}
+
+/* The inventory item id the record names (id, else the tail of its gid); "" when none. */
+static void level_item(const Tillsync__V1__InventoryLevel *l, char *item, size_t cap)
+{
+    item[0] = '\0';
+    if (l->inventory_item && l->inventory_item->id && *l->inventory_item->id)
+        snprintf(item, cap, "%s", l->inventory_item->id);
+    else if (l->inventory_item && l->inventory_item->gid &&
+             rawjson_gid_tail(l->inventory_item->gid, item, cap) < 0)
+        item[0] = '\0';
+}
+
 static int on_batch(void *opaque, struct kafka_message *msgs, size_t n)
 {
     struct push *p = opaque;
+    int rc = 0;
+    Tillsync__V1__InventoryLevelEvent **evs = calloc(n ? n : 1, sizeof(*evs));
+    struct plan_skus *skus = calloc(p->nps ? p->nps : 1, sizeof(*skus));
+    if (!evs || !skus)
+        abort(); /* out of memory */
+    /* first pass: decode, and gather the SKUs without an item id per shop, so the catalogue
+     * is asked once per shop and batch (not once per record) */
+    for (size_t i = 0; i < n; i++) {
+        evs[i] = tillsync__v1__inventory_level_event__unpack(NULL, msgs[i].len, msgs[i].payload);
+        if (!evs[i] || !evs[i]->level)
+            continue;
+        struct pshop *s = level_shop(p, evs[i]->level);
+        char item[200];
+        if (!s)
+            continue;
+        level_item(evs[i]->level, item, sizeof(item));
+        if (!item[0])
+            plan_skus_add(&skus[s - p->ps], evs[i]->level->sku ? evs[i]->level->sku : "");
+    }
+    for (size_t k = 0; k < p->nps; k++)
+        if (skus[k].n && catalog_items_lookup(&p->ps[k], &skus[k]) < 0) {
+            rc = -EIO; /* database unreachable: the batch is retried, nothing dropped */
+            goto out;
+        }
     for (size_t i = 0; i < n; i++) {
         struct kafka_message *m = &msgs[i];
-        Tillsync__V1__InventoryLevelEvent *ev =
-            tillsync__v1__inventory_level_event__unpack(NULL, m->len, m->payload);
+        Tillsync__V1__InventoryLevelEvent *ev = evs[i];
         if (!ev || !ev->level) {
-            tillsync__v1__inventory_level_event__free_unpacked(ev, NULL);
-            if (record_reject(p, m, "DECODE_FAILED", "inventory level record does not decode") < 0)
-                return -EIO;
+            if (record_reject(p, m, "DECODE_FAILED", "inventory level record does not decode") <
+                0) {
+                rc = -EIO;
+                goto out;
+            }
             continue;
         }
         Tillsync__V1__InventoryLevel *l = ev->level;
-        const char *platform = l->platform == TILLSYNC__V1__PLATFORM__PLATFORM_SHOPIFY ? "shopify"
-                               : l->platform == TILLSYNC__V1__PLATFORM__PLATFORM_SHOPLINE
-                                   ? "shopline"
-                                   : "";
-        struct pshop *s = l->location_kind == TILLSYNC__V1__LOCATION_KIND__LOCATION_KIND_CHANNEL
-                              ? pshop_find(p, platform, l->shop_id ? l->shop_id : "")
-                              : NULL;
-        if (!s) {
-            tillsync__v1__inventory_level_event__free_unpacked(ev, NULL);
+        struct pshop *s = level_shop(p, l);
+        if (!s)
             continue; /* physical location, or a shop another connector serves */
-        }
-        char item[200] = "";
-        if (l->inventory_item && l->inventory_item->id && *l->inventory_item->id)
-            snprintf(item, sizeof(item), "%s", l->inventory_item->id);
-        else if (l->inventory_item && l->inventory_item->gid &&
-                 rawjson_gid_tail(l->inventory_item->gid, item, sizeof(item)) < 0)
+        char item[200];
+        level_item(l, item, sizeof(item));
+        if (!item[0] &&
+            plan_skus_item(&skus[s - p->ps], l->sku ? l->sku : "", item, sizeof(item)) < 0)
             item[0] = '\0';
-        if (!item[0] && catalog_item_lookup(s, l->sku, item, sizeof(item)) == -EIO) {
-            tillsync__v1__inventory_level_event__free_unpacked(ev, NULL);
-            return -EIO; /* database unreachable: the batch is retried, nothing dropped */
-        }
         const char *loc = l->platform_location_id ? l->platform_location_id : "";
         if (!digits(item) || !digits(loc)) {
             char why[400];
@@ -1081,22 +1107,20 @@ static int on_batch(void *opaque, struct kafka_message *msgs, size_t n)
                      "inventory level of SKU %s for %s has no usable inventory item id (%s) or "
                      "platform location id (%s)",
                      l->sku, s->shop->key, item, loc);
-            tillsync__v1__inventory_level_event__free_unpacked(ev, NULL);
-            if (record_reject(p, m, "UNMAPPED", why) < 0)
-                return -EIO;
+            if (record_reject(p, m, "UNMAPPED", why) < 0) {
+                rc = -EIO;
+                goto out;
+            }
             continue;
         }
         pthread_mutex_lock(&p->lock);
         struct entry *e = entry_get(s, item, loc);
         s->changes++;
         metric_add(p->m_changes, 1, s->shop->key);
-        if (l->version > e->version) {
-            bool was_dirty = entry_dirty(e);
-            e->version = l->version;
-            e->quantity = l->available < 0 ? 0 : l->available;
-            e->as_of_ms = l->as_of_ms > 0       ? l->as_of_ms
-                          : m->timestamp_ms > 0 ? m->timestamp_ms
-                                                : clock_now_ms();
+        int64_t as_of = l->as_of_ms > 0       ? l->as_of_ms
+                        : m->timestamp_ms > 0 ? m->timestamp_ms
+                                              : clock_now_ms();
+        if (plan_key_apply(&e->k, l->version, l->available, as_of, now_mono())) {
             e->partition = m->partition;
             free(e->sku);
             e->sku = xstrdup(l->sku);
@@ -1112,20 +1136,20 @@ static int on_batch(void *opaque, struct kafka_message *msgs, size_t n)
                 abort();
             memcpy(e->payload, m->payload, m->len);
             e->len = m->len;
-            if (entry_dirty(e) && !was_dirty)
-                e->dirty_since = now_mono();
-            if (e->need_read)
-                e->not_before = 0; /* likely the order behind the conflict: go on now */
-            if (e->version > e->done_version && e->drift_since)
-                e->drift_since = 0;
         }
         pthread_mutex_unlock(&p->lock);
-        tillsync__v1__inventory_level_event__free_unpacked(ev, NULL);
     }
     pthread_mutex_lock(&p->lock);
     pthread_cond_broadcast(&p->cond);
     pthread_mutex_unlock(&p->lock);
-    return 0;
+out:
+    for (size_t i = 0; i < n; i++)
+        tillsync__v1__inventory_level_event__free_unpacked(evs[i], NULL);
+    for (size_t k = 0; k < p->nps; k++)
+        plan_skus_release(&skus[k]);
+    free(skus);
+    free(evs);
+    return rc;
 }
 
 /* Replay the compacted topic from its beginning on every assignment. */
@@ -1181,11 +1205,11 @@ static void status_handler(const struct http_request *req, struct http_response 
         int64_t oldest = 0;
         for (size_t k = 0; k < s->nslots; k++)
             for (struct entry *e = s->tab[k]; e; e = e->next) {
-                owned += e->version >= 0;
+                owned += e->k.version >= 0;
                 if (entry_dirty(e)) {
                     pending++;
-                    if (e->as_of_ms && (!oldest || e->as_of_ms < oldest))
-                        oldest = e->as_of_ms;
+                    if (e->k.as_of_ms && (!oldest || e->k.as_of_ms < oldest))
+                        oldest = e->k.as_of_ms;
                 }
             }
         json_array_append_new(
@@ -1201,8 +1225,8 @@ static void status_handler(const struct http_request *req, struct http_response 
                       (json_int_t)s->throttled, "conflicts", (json_int_t)s->conflicts, "rejected",
                       (json_int_t)s->rejected, "errors", (json_int_t)s->errors, "drift_open",
                       (json_int_t)s->drift_open, "staleness_p50_ms",
-                      (json_int_t)stale_quantile(s, 0.50), "staleness_p99_ms",
-                      (json_int_t)stale_quantile(s, 0.99)));
+                      (json_int_t)plan_stale_quantile(&s->stale, 0.50), "staleness_p99_ms",
+                      (json_int_t)plan_stale_quantile(&s->stale, 0.99)));
     }
     pthread_mutex_unlock(&p->lock);
     http_response_json(resp, 200, json_pack("{s:o}", "shops", arr));

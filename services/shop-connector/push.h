@@ -10,9 +10,16 @@
  *     two writes are one write of the newest figure (coalescing).
  *   - One worker thread per shop writes what is due: a key is due once its first unwritten
  *     change is older than the shop's window (PUSH_WINDOW_MIN_MS when quiet, doubling up to
- *     PUSH_WINDOW_MAX_MS while backlog exceeds a call or the platform throttles). Due keys
- *     are ordered by urgency (figure 0 first, then at or below PUSH_LOW_STOCK, then oldest)
- *     and sent in calls of the adapter's batch size (Shopify 250, Shopline 1).
+ *     PUSH_WINDOW_MAX_MS while the keys already due exceed two calls or the platform
+ *     throttles). Due keys are ordered by urgency (figure 0 first, then at or below
+ *     PUSH_LOW_STOCK, then oldest) and sent in calls of the adapter's batch size (Shopify 250,
+ *     Shopline 1); when fewer than a call are due but the keys still in their window fill one,
+ *     the call is topped up with those (waiting would not save a call). The decisions are the
+ *     pure functions of push_plan.h.
+ *   - The worker waits for a write call's budget before it picks the keys, so the call carries
+ *     the newest figures and every key that fell due during the wait.
+ *   - Records naming a SKU but no inventory item are resolved in the catalogue the intake
+ *     synced (catalog_variant) with one query per shop and consumer batch.
  *   - Every call first takes its cost from the shared Redis bucket of (tenant, shop, API)
  *     (ratelimit.h: the same bucket every replica and loyalty-sync use); the platform's answer
  *     corrects the bucket (throttleStatus.currentlyAvailable; 0 after a 429 / THROTTLED). A

@@ -198,6 +198,41 @@ class Harness:
         if r.returncode != 0:
             raise Fail("shop_levels script failed")
 
+    def level_sku_only(self, platform, shop, loc, sku, available, version):
+        """One channel level record naming the SKU but no inventory item (the connector
+        resolves it in the catalogue), hand-encoded protobuf, produced with kcat."""
+        def varint(n):
+            out = b""
+            n &= (1 << 64) - 1
+            while True:
+                b = n & 0x7F
+                n >>= 7
+                if n:
+                    out += bytes([b | 0x80])
+                else:
+                    return out + bytes([b])
+
+        def text(field, v):
+            v = v.encode()
+            return varint(field << 3 | 2) + varint(len(v)) + v
+
+        def num(field, v):
+            return varint(field << 3) + varint(v)
+
+        lv = (text(1, sku) + text(2, "%s-%s" % (platform, loc)) + num(3, 3)
+              + num(4, 1 if platform == "shopify" else 2) + text(5, shop) + text(6, loc)
+              + num(8, available) + num(14, available) + num(15, version)
+              + num(16, int(time.time() * 1000)))
+        path = os.path.join(self.tmp, "level-%d.bin" % version)
+        with open(path, "wb") as f:
+            f.write(varint(2 << 3 | 2) + varint(len(lv)) + lv)  # level = 2
+        r = subprocess.run(["kcat", "-b", self.brokers, "-P", "-t",
+                            self.prefix + "inventory.levels.v1", "-k",
+                            "%s-%s/%s" % (platform, loc, sku), path], capture_output=True,
+                           text=True, timeout=60)
+        if r.returncode != 0:
+            raise Fail("kcat produce failed: %s" % r.stderr)
+
     def platform_levels(self, domain):
         inv = jcall("GET", "%s/_sim/shops/%s/inventory" % (self.sim, domain))["levels"]
         return {(x["inventory_item_id"], x["location_id"]): x["available"] for x in inv}
@@ -316,6 +351,20 @@ def body(h):
         raise Fail("no compare-and-set conflict was seen")
     log("compare-and-set conflict (platform %d, we believed %d) resolved to the ledger's 37"
         % (sold, cur))
+
+    # ---- 2b. records naming only the SKU: resolved in the synced catalogue (one batched
+    # query), an unknown SKU is dead-lettered UNMAPPED
+    pl, d, item3, loc3, sku3 = sf_keys[3]
+    h.level_sku_only("shopify", sf, loc3, sku3, 23, 2000100)
+    h.level_sku_only("shopify", sf, loc3, "NO-SUCH-SKU", 4, 2000101)
+    h.wait_equal(sf, {(item3, loc3): 23}, 20)
+    t1 = time.time()
+    while not [x for x in h.consume("inventory.levels.v1.dlq")
+               if x[1].get("dlq_error_code") == "UNMAPPED"]:
+        if time.time() - t1 > 20:
+            raise Fail("a level of an unknown SKU was not dead-lettered UNMAPPED")
+        time.sleep(0.5)
+    log("SKU-only levels: known SKU written to its item (23), unknown SKU dead-lettered")
 
     # ---- 3. a permanent rejection: unknown item → dead letter + PAYLOAD_REJECTED
     h.script(["shopify %s %s %s %s %d %d" % (sf, "999999999999", loc, "NOPE", 3, 2000001)])
