@@ -37,6 +37,8 @@ static struct {
     long http_timeout_ms;
     long rl_capacity;
     long rl_refill;
+    long rl_rest_capacity;
+    long rl_rest_refill;
 } cfg;
 
 static const struct config_var vars[] = {
@@ -68,12 +70,18 @@ static const struct config_var vars[] = {
     {"LOYALTY_HTTP_TIMEOUT_MS", CONFIG_INT, false, "10000", 100, 120000,
      "Timeout of one member API call", &cfg.http_timeout_ms},
     {"RATELIMIT_CAPACITY", CONFIG_INT, false, "200", 1, 1000000,
-     "Tokens of the shop's shared member-API bucket; set it to the platform's budget (Shopline "
-     "REST: 40)",
+     "Tokens of the member-API bucket: the loyalty app's (shopify) or Shopline GraphQL's "
+     "(shopline; no documented limit)",
      &cfg.rl_capacity},
     {"RATELIMIT_REFILL_PER_S", CONFIG_INT, false, "100", 1, 1000000,
-     "Tokens restored per second (Shopline REST: 4); each points change costs about 2 calls",
-     &cfg.rl_refill},
+     "Tokens restored per second of the member-API bucket; one call costs 1", &cfg.rl_refill},
+    {"RATELIMIT_REST_CAPACITY", CONFIG_INT, false, "36", 1, 1000000,
+     "shopline: tokens of the shop's REST bucket (customer search and create), shared with "
+     "shop-connector: set it to shop-connector's SHOPLINE_BUCKET_REQUESTS",
+     &cfg.rl_rest_capacity},
+    {"RATELIMIT_REST_REFILL_PER_S", CONFIG_INT, false, "4", 1, 1000000,
+     "shopline: REST tokens restored per second: shop-connector's SHOPLINE_RATE_PER_S",
+     &cfg.rl_rest_refill},
 };
 
 struct ls_state {
@@ -81,7 +89,8 @@ struct ls_state {
     struct rules rules;
     struct member_api *api;
     struct loyalty *engine;
-    char bucket_key[256];
+    char bucket_key[256];      /* loyalty app or Shopline GraphQL */
+    char rest_bucket_key[256]; /* Shopline REST, shared with shop-connector */
     char topic_pos[256], topic_orders[256];
     size_t workers; /* records of one batch handled in parallel, one customer per worker */
 };
@@ -145,9 +154,13 @@ static int ls_start(struct service *svc, void **state, const struct http_route *
         snprintf(err, errlen, "RULES_FILE: %s", e2);
         return -EINVAL;
     }
-    if (ratelimit_key(svc->tenant_id, cfg.shop,
-                      platform == MEMBER_PLATFORM_SHOPLINE ? "graphql" : "loyalty", st->bucket_key,
-                      sizeof st->bucket_key)) {
+    /* the keys shop-connector uses for the same shop and API (ratelimit.h): Shopline's REST
+     * calls take from the REST bucket its inventory pushes take from */
+    bool shopline = platform == MEMBER_PLATFORM_SHOPLINE;
+    if (ratelimit_key(svc->tenant_id, cfg.shop, shopline ? "graphql" : "loyalty", st->bucket_key,
+                      sizeof st->bucket_key) ||
+        (shopline && ratelimit_key(svc->tenant_id, cfg.shop, "rest", st->rest_bucket_key,
+                                   sizeof st->rest_bucket_key))) {
         snprintf(err, errlen, "LOYALTY_SHOP: too long");
         return -EINVAL;
     }
@@ -162,6 +175,9 @@ static int ls_start(struct service *svc, void **state, const struct http_route *
         .bucket = {.key = st->bucket_key,
                    .capacity = cfg.rl_capacity,
                    .refill_per_s = cfg.rl_refill},
+        .rest_bucket = {.key = shopline ? st->rest_bucket_key : NULL,
+                        .capacity = cfg.rl_rest_capacity,
+                        .refill_per_s = cfg.rl_rest_refill},
     };
     st->api = member_api_new(&ao, err, errlen);
     if (!st->api)

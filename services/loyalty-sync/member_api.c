@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <curl/curl.h>
@@ -23,7 +24,8 @@ struct member_api {
     char *api_version;
     long timeout_ms;
     struct redis *redis;
-    struct ratelimit_bucket bucket;
+    struct ratelimit_bucket bucket;      /* loyalty app, Shopline GraphQL */
+    struct ratelimit_bucket rest_bucket; /* Shopline REST Admin API */
     volatile sig_atomic_t *running;
 };
 
@@ -64,6 +66,7 @@ struct member_api *member_api_new(const struct member_api_opts *o, char *err, si
     a->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 10000;
     a->redis = o->redis;
     a->bucket = o->bucket;
+    a->rest_bucket = o->rest_bucket;
     a->running = o->running;
     if (!a->base_url || !a->token || !a->api_version) {
         member_api_free(a);
@@ -127,11 +130,12 @@ static bool api_running(const struct member_api *a)
 }
 
 /*
- * Take a token from the shop's bucket, sleeping in slices of at most 50 ms (so a shutdown is
+ * Take a token from bucket b of the shop, sleeping in slices of at most 50 ms (so a shutdown is
  * seen at once) for at most timeout_ms. Returns 0, -ECANCELED when stopping, -EAGAIN when no
  * token came in time, -EIO when Redis failed.
  */
-static int token_take(struct member_api *a, char *err, size_t errlen)
+static int token_take(struct member_api *a, const struct ratelimit_bucket *b, char *err,
+                      size_t errlen)
 {
     long waited = 0;
     for (;;) {
@@ -139,16 +143,16 @@ static int token_take(struct member_api *a, char *err, size_t errlen)
             snprintf(err, errlen, "member api: shutting down");
             return -ECANCELED;
         }
-        if (!a->redis || !a->bucket.key)
+        if (!a->redis || !b->key)
             return 0;
         long wait = 0;
-        int rc = ratelimit_try(a->redis, &a->bucket, 1, &wait, err, errlen);
+        int rc = ratelimit_try(a->redis, b, 1, &wait, err, errlen);
         if (rc)
             return -EIO;
         if (wait == 0)
             return 0;
         if (waited >= a->timeout_ms) {
-            snprintf(err, errlen, "ratelimit: no token for %s within %ld ms", a->bucket.key,
+            snprintf(err, errlen, "ratelimit: no token for %s within %ld ms", b->key,
                      a->timeout_ms);
             return -EAGAIN;
         }
@@ -159,13 +163,50 @@ static int token_take(struct member_api *a, char *err, size_t errlen)
     }
 }
 
+/* The bucket a call takes from: a Shopline REST call the shop's REST bucket, any other call
+ * (Shopline GraphQL, the loyalty app) the member-API bucket. */
+static const struct ratelimit_bucket *bucket_of(const struct member_api *a, bool rest)
+{
+    return rest && a->platform == MEMBER_PLATFORM_SHOPLINE ? &a->rest_bucket : &a->bucket;
+}
+
+/* Header callback: keep the URL of a `Link: <url>; rel="next"` header in the buffer (cap 2048). */
+static size_t link_header(char *data, size_t size, size_t nmemb, void *opaque)
+{
+    char *next = opaque;
+    size_t n = size * nmemb;
+    if (n > 5 && strncasecmp(data, "link:", 5) == 0) {
+        for (size_t i = 5; i < n; i++) {
+            if (data[i] != '<')
+                continue;
+            size_t j = i + 1;
+            while (j < n && data[j] != '>')
+                j++;
+            if (j >= n)
+                break;
+            size_t k = j + 1; /* the parameters of this link, up to the next ',' */
+            while (k < n && data[k] != ',')
+                k++;
+            if (memmem(data + j, k - j, "rel=\"next\"", 10) && j - i - 1 < 2048) {
+                memcpy(next, data + i + 1, j - i - 1);
+                next[j - i - 1] = '\0';
+            }
+            i = k;
+        }
+    }
+    return n;
+}
+
 /*
- * One HTTP call. Returns 0 with *status and *resp (parsed JSON object or NULL when the body
- * is not JSON; caller decrefs), -EIO on transport errors, -EAGAIN when no rate-limit token came
- * within the timeout, -ECANCELED when a shutdown began (nothing sent in either case).
+ * One HTTP call, after a token from bucket bk. Returns 0 with *status and *resp (parsed JSON
+ * object or NULL when the body is not JSON; caller decrefs) and, when next is not NULL, the
+ * rel="next" URL of a Link header in next (2048 bytes, "" when none); -EIO on transport
+ * errors, -EAGAIN when no rate-limit token came within the timeout, -ECANCELED when a shutdown
+ * began (nothing sent in either case).
  */
-static int api_call(struct member_api *a, const char *method, const char *url, json_t *body,
-                    long *status, json_t **resp, char *err, size_t errlen)
+static int api_call(struct member_api *a, const struct ratelimit_bucket *bk, const char *method,
+                    const char *url, json_t *body, long *status, json_t **resp, char *next,
+                    char *err, size_t errlen)
 {
     CURL *c = NULL;
     struct curl_slist *h = NULL;
@@ -173,7 +214,9 @@ static int api_call(struct member_api *a, const char *method, const char *url, j
     char *payload = NULL, auth[512];
     int rc = 0;
     *resp = NULL;
-    rc = token_take(a, err, errlen);
+    if (next)
+        next[0] = '\0';
+    rc = token_take(a, bk, err, errlen);
     if (rc)
         return rc;
     c = curl_easy_init();
@@ -191,6 +234,10 @@ static int api_call(struct member_api *a, const char *method, const char *url, j
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, buf_write);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+    if (next) {
+        curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, link_header);
+        curl_easy_setopt(c, CURLOPT_HEADERDATA, next);
+    }
     if (body) {
         payload = json_dumps(body, JSON_COMPACT);
         if (!payload) {
@@ -217,9 +264,9 @@ static int api_call(struct member_api *a, const char *method, const char *url, j
         *resp = json_loads(q, 0, &je);
         free(q);
     }
-    if (*status == 429 && a->redis && a->bucket.key) {
+    if (*status == 429 && a->redis && bk->key) {
         char e2[128];
-        ratelimit_correct(a->redis, &a->bucket, 0, e2, sizeof e2);
+        ratelimit_correct(a->redis, bk, 0, e2, sizeof e2);
     }
 out:
     free(payload);
@@ -265,15 +312,50 @@ static int member_from_json(const json_t *o, struct member *m)
     return m->id[0] ? 0 : -EPROTO;
 }
 
-/* Append the members of array arr to out, skipping ids already there. */
-static void members_add(const json_t *arr, struct member *out, size_t cap, size_t *n)
+/* The digits of s (at most cap - 1) into out. */
+static void digits_of(const char *s, char *out, size_t cap)
+{
+    size_t o = 0;
+    for (; s && *s && o + 1 < cap; s++)
+        if (isdigit((unsigned char)*s))
+            out[o++] = *s;
+    out[o] = '\0';
+}
+
+/* Whether m is exactly the member asked for: email equal ignoring case and surrounding
+ * whitespace, or phone with the same digits (a fuzzy search also returns near misses). */
+static bool member_matches(const struct member *m, const char *email, const char *phone)
+{
+    if (email && *email) {
+        const char *e = m->email;
+        size_t len = strlen(e);
+        while (*e && isspace((unsigned char)*e))
+            e++, len--;
+        while (len > 0 && isspace((unsigned char)e[len - 1]))
+            len--;
+        if (len == strlen(email) && strncasecmp(e, email, len) == 0)
+            return true;
+    }
+    if (phone && *phone) {
+        char want[48], got[48];
+        digits_of(phone, want, sizeof want);
+        digits_of(m->phone, got, sizeof got);
+        if (want[0] && strcmp(want, got) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* Append the members of array arr matching email / phone to out, skipping ids already there. */
+static void members_add(const json_t *arr, const char *email, const char *phone, struct member *out,
+                        size_t cap, size_t *n)
 {
     size_t i;
     json_t *it;
     json_array_foreach(arr, i, it)
     {
         struct member m;
-        if (member_from_json(it, &m))
+        if (member_from_json(it, &m) || !member_matches(&m, email, phone))
             continue;
         bool seen = false;
         for (size_t k = 0; k < *n && k < cap; k++)
@@ -298,47 +380,75 @@ static int url_with_query(struct member_api *a, char *url, size_t cap, const cha
     return n < 0 || (size_t)n >= cap ? -ENOSPC : 0;
 }
 
+/* Shopline answers at most 250 customers a page; a fuzzy term rarely needs a second one. */
+#define SHOPLINE_SEARCH_PAGES 8
+
 int member_api_find(struct member_api *a, const char *email, const char *phone, struct member *out,
                     size_t cap, size_t *n, char *err, size_t errlen)
 {
     const char *terms[2][2] = {{"email", email}, {"phone", phone}};
+    bool shopline = a->platform == MEMBER_PLATFORM_SHOPLINE;
     *n = 0;
     for (int t = 0; t < 2; t++) {
         const char *v = terms[t][1];
-        char url[1024], name[64];
-        long status = 0;
-        json_t *resp = NULL;
+        char url[2048], name[64];
         if (!v || !*v)
             continue;
         int rc;
-        if (a->platform == MEMBER_PLATFORM_LOYALTY_APP) {
+        if (!shopline) {
             snprintf(name, sizeof name, "?%s=", terms[t][0]);
             rc = url_with_query(a, url, sizeof url, "/apps/loyalty/api/members", name, v);
         } else {
             char path[128];
-            snprintf(path, sizeof path, "/admin/openapi/%s/customers/search.json", a->api_version);
-            snprintf(name, sizeof name, "?query=%s:", terms[t][0]);
-            rc = url_with_query(a, url, sizeof url, path, name, v);
+            snprintf(path, sizeof path, "/admin/openapi/%s/customers/v2/search.json",
+                     a->api_version);
+            rc = url_with_query(a, url, sizeof url, path, "?limit=250&query_param=", v);
         }
         if (rc)
             return rc;
-        rc = api_call(a, "GET", url, NULL, &status, &resp, err, errlen);
-        if (rc == 0 && status / 100 != 2)
-            rc = status_error(status, "member lookup", err, errlen);
-        json_t *arr = NULL;
-        if (rc == 0) {
-            arr = json_object_get(resp, a->platform == MEMBER_PLATFORM_LOYALTY_APP ? "members"
-                                                                                   : "customers");
-            if (!json_is_array(arr)) {
-                snprintf(err, errlen, "member lookup: no member list in the answer");
-                rc = -EPROTO;
+        for (int page = 0; url[0]; page++) {
+            long status = 0;
+            json_t *resp = NULL;
+            char next[2048];
+            if (page == SHOPLINE_SEARCH_PAGES) {
+                snprintf(err, errlen, "member lookup: more than %d pages of customers match %s",
+                         SHOPLINE_SEARCH_PAGES, terms[t][0]);
+                return -EPROTO;
+            }
+            rc = api_call(a, bucket_of(a, true), "GET", url, NULL, &status, &resp,
+                          shopline ? next : NULL, err, errlen);
+            if (rc == 0 && status / 100 != 2)
+                rc = status_error(status, "member lookup", err, errlen);
+            json_t *arr = NULL;
+            if (rc == 0) {
+                arr = json_object_get(resp, shopline ? "customers" : "members");
+                if (!json_is_array(arr)) {
+                    snprintf(err, errlen, "member lookup: no member list in the answer");
+                    rc = -EPROTO;
+                }
+            }
+            if (rc == 0)
+                members_add(arr, t == 0 ? v : NULL, t == 1 ? v : NULL, out, cap, n);
+            json_decref(resp);
+            if (rc)
+                return rc;
+            url[0] = '\0';
+            /* the next page from its page_info only (it carries the query), on our base URL:
+             * the token never goes to a host the answer named */
+            const char *pi = shopline ? strstr(next, "page_info=") : NULL;
+            if (pi) {
+                char path[128];
+                size_t len = strcspn(pi + 10, "&#");
+                snprintf(path, sizeof path, "/admin/openapi/%s/customers/v2/search.json",
+                         a->api_version);
+                int w = snprintf(url, sizeof url, "%s%s?limit=250&page_info=%.*s", a->base_url,
+                                 path, (int)len, pi + 10);
+                if (w < 0 || (size_t)w >= sizeof url) {
+                    snprintf(err, errlen, "member lookup: next page link too long");
+                    return -EPROTO;
+                }
             }
         }
-        if (rc == 0)
-            members_add(arr, out, cap, n);
-        json_decref(resp);
-        if (rc)
-            return rc;
     }
     return 0;
 }
@@ -366,7 +476,9 @@ int member_api_create(struct member_api *a, const char *email, const char *phone
                  a->api_version);
         body = json_pack("{s:o}", "customer", m);
     }
-    int rc = body ? api_call(a, "POST", url, body, &status, &resp, err, errlen) : -ENOMEM;
+    int rc =
+        body ? api_call(a, bucket_of(a, true), "POST", url, body, &status, &resp, NULL, err, errlen)
+             : -ENOMEM;
     json_decref(body);
     if (rc == 0 && status / 100 != 2)
         rc = status_error(status, "member create", err, errlen);
@@ -394,7 +506,7 @@ static int shopline_gql(struct member_api *a, const char *query, json_t *vars, j
     json_t *body = json_pack("{s:s,s:o}", "query", query, "variables", vars);
     if (!body)
         return -ENOMEM;
-    int rc = api_call(a, "POST", url, body, &status, resp, err, errlen);
+    int rc = api_call(a, bucket_of(a, false), "POST", url, body, &status, resp, NULL, err, errlen);
     json_decref(body);
     if (rc == 0 && status / 100 != 2)
         rc = status_error(status, "shopline graphql", err, errlen);
@@ -421,7 +533,7 @@ int member_api_get(struct member_api *a, const char *id, struct member *out, cha
         char url[512];
         long status = 0;
         snprintf(url, sizeof url, "%s/apps/loyalty/api/members/%s", a->base_url, id);
-        rc = api_call(a, "GET", url, NULL, &status, &resp, err, errlen);
+        rc = api_call(a, bucket_of(a, false), "GET", url, NULL, &status, &resp, NULL, err, errlen);
         if (rc == 0 && status / 100 != 2)
             rc = status_error(status, "member read", err, errlen);
         if (rc == 0 && member_from_json(json_object_get(resp, "member"), out)) {
@@ -470,7 +582,7 @@ int member_api_add_points(struct member_api *a, const char *id, int64_t delta,
                                  (json_int_t)expected_version, "reason", reason ? reason : "");
         if (!body)
             return -ENOMEM;
-        rc = api_call(a, "POST", url, body, &status, &resp, err, errlen);
+        rc = api_call(a, bucket_of(a, false), "POST", url, body, &status, &resp, NULL, err, errlen);
         json_decref(body);
         if (rc == 0 && status / 100 != 2) {
             const char *code =

@@ -1,10 +1,14 @@
 /*
  * member_api — the platform's loyalty member API behind one interface: the Shopify loyalty app
  * (REST, members with a version, 409 VERSION_CONFLICT / CONCURRENT_UPDATE) and Shopline
- * (customers REST + GraphQL pointsUpdate INCREASE/DECREASE, user error OPERATION_TOO_FREQUENT,
- * no version). Every call first takes a token from the shop's shared Redis bucket
- * (ratelimit.h); a 429 empties the bucket. Neither platform has an idempotency key for points:
- * the caller's journal must make sure a change is sent once (see loyalty.h).
+ * (REST Admin API customers: GET customers/v2/search.json?query_param= (a fuzzy search over
+ * phone, email, name and address, so the answer is filtered here to exact matches) and POST
+ * customers.json; Admin GraphQL pointsInfo / pointsUpdate INCREASE/DECREASE, user error
+ * OPERATION_TOO_FREQUENT, no version). Every call first takes a token from the shop's shared
+ * Redis bucket of the API it calls (ratelimit.h): Shopline REST calls from rest_bucket (the
+ * bucket shop-connector takes from for the same shop), everything else from bucket; a 429
+ * empties that bucket. Neither platform has an idempotency key for points: the caller's
+ * journal must make sure a change is sent once (see loyalty.h).
  */
 #ifndef LOYALTY_MEMBER_API_H
 #define LOYALTY_MEMBER_API_H
@@ -36,8 +40,13 @@ struct member_api_opts {
     const char *token;              /* Bearer token */
     const char *api_version;        /* Shopline "v20240601"; ignored for the loyalty app */
     long timeout_ms;                /* per HTTP call */
-    struct redis *redis;            /* for the rate-limit bucket; NULL = no limit (tests) */
-    struct ratelimit_bucket bucket; /* key borrowed, must outlive the api */
+    struct redis *redis;            /* for the rate-limit buckets; NULL = no limit (tests) */
+    struct ratelimit_bucket bucket; /* loyalty app calls, Shopline GraphQL calls; key borrowed,
+                                       must outlive the api; key NULL = no limit */
+    /* Shopline REST Admin API calls (customer search and create): the shop's REST bucket,
+     * ratelimit_key(tenant, shop, "rest"), shared with shop-connector. Key borrowed; NULL =
+     * no limit. Unused for the loyalty app. */
+    struct ratelimit_bucket rest_bucket;
     /* while *running is 0 no call is started: a wait for a rate-limit token gives up within
      * ~50 ms and the call returns -ECANCELED (nothing sent). NULL = never. Borrowed. */
     volatile sig_atomic_t *running;
@@ -50,8 +59,10 @@ struct member_api *member_api_new(const struct member_api_opts *o, char *err, si
 void member_api_free(struct member_api *a);
 
 /*
- * Members matching the normalised email or the E.164 phone (either may be NULL), distinct by
- * id, at most cap written to out; *n = how many there were (may exceed cap). Returns 0, or
+ * Members matching the normalised email (case-insensitive) or the E.164 phone (same digits)
+ * exactly (either may be NULL), distinct by id, at most cap written to out; *n = how many there
+ * were (may exceed cap). Shopline answers a fuzzy search: members that only contain the term
+ * are dropped here. Returns 0, or
  * -EIO (network, 5xx), -EPROTO (answer not understood), -EAGAIN (409, 429, no rate-limit token
  * within the timeout), -ECANCELED (a shutdown began before the call was sent; every call).
  */

@@ -624,6 +624,22 @@ class SimTest(unittest.TestCase):
         self.assertEqual(r["data"]["pointsInfo"]["pointsBalance"], 7)
         st, _, r = self.sl(s, "GET", "customers/search.json?query=phone:%2B85291234567")
         self.assertEqual(len(r["customers"]), 1)
+        # customers/v2/search.json: a fuzzy query_param, newest first, paged with page_info
+        self.sl(s, "POST", "customers.json", {"customer": {"email": "K2@x.io", "phone": "+852912345670"}})
+        self.sl(s, "POST", "customers.json", {"customer": {"email": "z@x.io", "first_name": "Kay"}})
+        st, _, r = self.sl(s, "GET", "customers/v2/search.json?query_param=%2B85291234567")
+        self.assertEqual(st, 200, r)
+        self.assertEqual([c["phone"] for c in r["customers"]], ["+852912345670", "+85291234567"])
+        st, _, r = self.sl(s, "GET", "customers/v2/search.json?query_param=k&limit=2")
+        self.assertEqual(len(r["customers"]), 2)
+        st, hdr, r = self.sl(s, "GET", "customers/v2/search.json?query_param=k&limit=2")
+        pi = re.search(r"page_info=([^&>]+)", hdr.get("Link", ""))
+        self.assertTrue(pi, hdr)
+        st, hdr, r = self.sl(s, "GET", "customers/v2/search.json?limit=2&page_info=" + pi.group(1))
+        self.assertEqual([c["email"] for c in r["customers"]], ["k@x.io"])
+        self.assertNotIn("Link", hdr)
+        st, _, r = self.sl(s, "GET", "customers/v2/search.json?query=customer_id:%s" % cid)
+        self.assertEqual([c["email"] for c in r["customers"]], ["k@x.io"])
 
     # -- faults and auth
     def test_faults_and_auth(self):
