@@ -721,14 +721,21 @@ static int64_t pos_line_amount(const struct rules *r, const Tillsync__V1__Transa
 {
     if (rules_line_excluded(r, ln->non_stock_code, ln->ledger_code))
         return 0;
+    /* net_amount is the line as priced at the till: it holds the tax lines marked
+     * included_in_price (VAT-inclusive prices) and not the others */
     int64_t net = money_of(ln->net_amount);
-    if (!r->after_tax)
-        return net;
-    int64_t tax = 0;
-    for (size_t i = 0; i < ln->n_tax_lines; i++)
-        tax += abs64(money_of(ln->tax_lines[i]->amount));
+    int64_t incl = 0, excl = 0;
+    for (size_t i = 0; i < ln->n_tax_lines; i++) {
+        int64_t t = abs64(money_of(ln->tax_lines[i]->amount));
+        if (ln->tax_lines[i]->included_in_price)
+            incl += t;
+        else
+            excl += t;
+    }
     bool negative = net < 0 || ln->quantity < 0;
-    return negative ? net - tax : net + tax;
+    if (r->after_tax)
+        return negative ? net - excl : net + excl;
+    return negative ? net + incl : net - incl;
 }
 
 static int pos_handle(struct loyalty *l, const Tillsync__V1__PosTransactionEvent *ev, char *err,

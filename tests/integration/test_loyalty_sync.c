@@ -160,8 +160,9 @@ static int64_t ms_of(const char *rfc)
 
 struct tline {
     int64_t qty;
-    int64_t net; /* minor units, signed like qty */
+    int64_t net; /* minor units, signed like qty: as priced at the till */
     const char *non_stock;
+    int64_t vat_included; /* VAT inside net (a tax line included_in_price), 0 = none */
 };
 
 struct pos_spec {
@@ -182,7 +183,9 @@ static uint8_t *pos_pack(const struct pos_spec *s, size_t *len, char *event_id)
     Tillsync__V1__Customer cu = TILLSYNC__V1__CUSTOMER__INIT;
     Tillsync__V1__TransactionLine ln[8];
     Tillsync__V1__TransactionLine *lp[8];
-    Tillsync__V1__Money m[8];
+    Tillsync__V1__Money m[8], tm[8];
+    Tillsync__V1__TaxLine tx[8];
+    Tillsync__V1__TaxLine *txp[8];
     char ids[8][16], name[200];
     snprintf(name, sizeof name, "it/%s/pos/%s", run_id, s->txn);
     uuid_from_name(name, event_id);
@@ -206,6 +209,19 @@ static uint8_t *pos_pack(const struct pos_spec *s, size_t *len, char *event_id)
         m[i].minor_units = s->lines[i].net;
         m[i].currency = "GBP";
         ln[i].net_amount = &m[i];
+        if (s->lines[i].vat_included) {
+            tillsync__v1__tax_line__init(&tx[i]);
+            tillsync__v1__money__init(&tm[i]);
+            tm[i].minor_units = s->lines[i].vat_included;
+            tm[i].currency = "GBP";
+            tx[i].code = "VAT";
+            tx[i].rate_ppm = 200000;
+            tx[i].amount = &tm[i];
+            tx[i].included_in_price = true;
+            txp[i] = &tx[i];
+            ln[i].tax_lines = &txp[i];
+            ln[i].n_tax_lines = 1;
+        }
         lp[i] = &ln[i];
     }
     t.transaction_id = (char *)s->txn;
@@ -560,18 +576,18 @@ static void test_store_return_and_void(void **state)
 {
     (void)state;
     free(sim_add_member("bob@example.com", NULL));
-    const struct tline b1[] = {{1, 8000, NULL}, {1, 4000, NULL}, {1, 10, "BAG"}};
+    const struct tline b1[] = {{1, 8000, NULL, 0}, {1, 4000, NULL, 0}, {1, 10, "BAG", 0}};
     struct pos_spec s = {"B1", SALE, DAY_NORMAL, "bob@example.com", NULL, NULL, b1, N(b1),
                          NULL, NULL, NULL};
     pos_apply(&s); /* 120.00 → 120; the bag earns nothing */
     assert_int_equal(balance_of("bob@example.com", NULL), 120);
-    const struct tline b2[] = {{-1, -4000, NULL}};
+    const struct tline b2[] = {{-1, -4000, NULL, 0}};
     struct pos_spec r = {"B2", RETURN, DAY_NORMAL, "bob@example.com", NULL, NULL, b2, N(b2),
                          "B1", NULL,   NULL};
     pos_apply(&r); /* 40.00 of 120.00 back: 40 */
     pos_apply(&r);
     assert_int_equal(balance_of("bob@example.com", NULL), 80);
-    const struct tline b4[] = {{1, 3000, NULL}};
+    const struct tline b4[] = {{1, 3000, NULL, 0}};
     struct pos_spec s4 = {"B4", SALE, DAY_NORMAL, "bob@example.com", NULL, NULL, b4, N(b4),
                           NULL, NULL, NULL};
     pos_apply(&s4);
@@ -580,6 +596,24 @@ static void test_store_return_and_void(void **state)
                          NULL, NULL, "B4"};
     pos_apply(&v); /* the whole 30 back */
     assert_int_equal(balance_of("bob@example.com", NULL), 80);
+}
+
+/* Prices with VAT included (UK, EU tills): "net before tax" takes the VAT out, on the sale
+ * and on its return alike. */
+static void test_vat_included(void **state)
+{
+    (void)state;
+    free(sim_add_member("vera@example.com", NULL));
+    const struct tline v1[] = {{1, 12000, NULL, 2000}, {1, 600, NULL, 100}};
+    struct pos_spec s = {"V1", SALE, DAY_NORMAL, "vera@example.com", NULL, NULL, v1, N(v1),
+                         NULL, NULL, NULL};
+    pos_apply(&s); /* 126.00 with 21.00 VAT inside: 105.00 before tax → 105 */
+    assert_int_equal(balance_of("vera@example.com", NULL), 105);
+    const struct tline v2[] = {{-1, -12000, NULL, 2000}};
+    struct pos_spec r = {"V2", RETURN, DAY_NORMAL, "vera@example.com", NULL, NULL, v2, N(v2),
+                         "V1", NULL,   NULL};
+    pos_apply(&r); /* 100.00 of 105.00 before tax back: 100 */
+    assert_int_equal(balance_of("vera@example.com", NULL), 5);
 }
 
 /* Cross-channel: a store return of an online order; a refund that arrives before the award. */
@@ -592,7 +626,7 @@ static void test_cross_channel(void **state)
                            NULL, c1,     N(c1),  NULL,       NULL};
     order_apply(&o);
     assert_int_equal(balance_of("carol@example.com", NULL), 80);
-    const struct tline t[] = {{-1, -3000, NULL}};
+    const struct tline t[] = {{-1, -3000, NULL, 0}};
     struct pos_spec r = {"TC1", RETURN, DAY_NORMAL, "carol@example.com", NULL, NULL, t, N(t),
                          NULL,  "C1",   NULL};
     pos_apply(&r); /* 30.00 of the 80.00 order returned in store: 30 */
@@ -621,22 +655,22 @@ static void test_exchanges(void **state)
 {
     (void)state;
     free(sim_add_member("dave@example.com", NULL));
-    const struct tline d1[] = {{1, 6000, NULL}};
+    const struct tline d1[] = {{1, 6000, NULL, 0}};
     struct pos_spec s = {"D1", SALE, DAY_NORMAL, "dave@example.com", NULL, NULL, d1, N(d1),
                          NULL, NULL, NULL};
     pos_apply(&s);
     assert_int_equal(balance_of("dave@example.com", NULL), 60);
-    const struct tline d2[] = {{-1, -6000, NULL}, {1, 7500, NULL}};
+    const struct tline d2[] = {{-1, -6000, NULL, 0}, {1, 7500, NULL, 0}};
     struct pos_spec x = {"D2", EXCHANGE, DAY_NORMAL, "dave@example.com", NULL, NULL, d2, N(d2),
                          "D1", NULL,     NULL};
     pos_apply(&x); /* net +15.00: 15 */
     assert_int_equal(balance_of("dave@example.com", NULL), 75);
-    const struct tline d3[] = {{-1, -2000, NULL}, {1, 2000, NULL}};
+    const struct tline d3[] = {{-1, -2000, NULL, 0}, {1, 2000, NULL, 0}};
     struct pos_spec e = {"D3", EXCHANGE, DAY_NORMAL, "dave@example.com", NULL, NULL, d3, N(d3),
                          "D1", NULL,     NULL};
     pos_apply(&e); /* even: nothing */
     assert_int_equal(balance_of("dave@example.com", NULL), 75);
-    const struct tline d4[] = {{-1, -3000, NULL}, {1, 1000, NULL}};
+    const struct tline d4[] = {{-1, -3000, NULL, 0}, {1, 1000, NULL, 0}};
     struct pos_spec l = {"D4", EXCHANGE, DAY_NORMAL, "dave@example.com", NULL, NULL, d4, N(d4),
                          "D1", NULL,     NULL};
     pos_apply(&l); /* net −20.00 against D1's 60.00: floor(60×2000/6000) = 20 back */
@@ -648,12 +682,12 @@ static void test_multiplier(void **state)
 {
     (void)state;
     free(sim_add_member("erin@example.com", NULL));
-    const struct tline e1[] = {{1, 1000, NULL}};
+    const struct tline e1[] = {{1, 1000, NULL, 0}};
     struct pos_spec s = {"E1", SALE, DAY_DOUBLE, "erin@example.com", NULL, NULL, e1, N(e1),
                          NULL, NULL, NULL};
     pos_apply(&s);
     assert_int_equal(balance_of("erin@example.com", NULL), 20);
-    const struct tline e2[] = {{-1, -500, NULL}};
+    const struct tline e2[] = {{-1, -500, NULL, 0}};
     struct pos_spec r = {"E2", RETURN, DAY_NORMAL, "erin@example.com", NULL, NULL, e2, N(e2),
                          "E1", NULL,   NULL};
     pos_apply(&r); /* half of the 20 */
@@ -664,8 +698,8 @@ static void test_multiplier(void **state)
 static void test_identity(void **state)
 {
     (void)state;
-    const struct tline t10[] = {{1, 1000, NULL}}, t20[] = {{1, 2000, NULL}},
-                       t30[] = {{1, 3000, NULL}};
+    const struct tline t10[] = {{1, 1000, NULL, 0}}, t20[] = {{1, 2000, NULL, 0}},
+                       t30[] = {{1, 3000, NULL, 0}};
     struct pos_spec p1 = {"P1", SALE, DAY_NORMAL, NULL, "07700 900123", NULL, t10,
                           1,    NULL, NULL,       NULL};
     pos_apply(&p1); /* nobody yet: a member is created with the E.164 phone */
@@ -679,7 +713,7 @@ static void test_identity(void **state)
     assert_int_equal(balance_of(NULL, "+447700900123"), 60);
 
     free(sim_add_member("Frank@Example.com", NULL));
-    const struct tline t15[] = {{1, 1500, NULL}};
+    const struct tline t15[] = {{1, 1500, NULL, 0}};
     struct pos_spec f = {"F1", SALE, DAY_NORMAL, "  FRANK@example.COM ", NULL, NULL, t15, 1,
                          NULL, NULL, NULL};
     pos_apply(&f);
@@ -690,7 +724,7 @@ static void test_identity(void **state)
     free(sim_add_member("hank@example.com", "+447700900999"));
     struct loyalty_stats before, after;
     loyalty_stats_get(eng, &before);
-    const struct tline t40[] = {{1, 4000, NULL}}, t25[] = {{1, 2500, NULL}};
+    const struct tline t40[] = {{1, 4000, NULL, 0}}, t25[] = {{1, 2500, NULL, 0}};
     struct pos_spec g1 = {"G1", SALE, DAY_NORMAL, NULL, "07700 900999", NULL, t40,
                           1,    NULL, NULL,       NULL};
     pos_apply(&g1); /* phone only, two members: not guessed */
@@ -717,7 +751,7 @@ static void test_failure_and_replay(void **state)
     struct loyalty *strict = engine_new(2);
     struct loyalty *keep = eng;
     eng = strict;
-    const struct tline t[] = {{1, 1200, NULL}};
+    const struct tline t[] = {{1, 1200, NULL, 0}};
     struct pos_spec s = {"X1", SALE, DAY_NORMAL, "xena@example.com", NULL, NULL, t, 1,
                          NULL, NULL, NULL};
     pos_apply(&s);
@@ -758,7 +792,7 @@ static void test_shutdown_mid_retries(void **state)
     char id[37];
     (void)state;
     free(sim_add_member("yara@example.com", NULL));
-    const struct tline t[] = {{1, 1500, NULL}};
+    const struct tline t[] = {{1, 1500, NULL, 0}};
     struct pos_spec s = {"Y1", SALE, DAY_NORMAL, "yara@example.com", NULL, NULL, t, 1,
                          NULL, NULL, NULL};
     uint8_t *buf = pos_pack(&s, &len, id);
@@ -897,7 +931,7 @@ static void test_conflicts_and_replay(void **state)
     for (int i = 0; i < LOAD_SALES; i++) {
         int m = i % LOAD_MEMBERS;
         int64_t amount = (i * 737) % 9000 + 100;
-        struct tline ln[] = {{1, amount, NULL}};
+        struct tline ln[] = {{1, amount, NULL, 0}};
         snprintf(txn[i], sizeof txn[i], "L%d", i);
         size_t len;
         char id[37];
@@ -927,7 +961,7 @@ static void test_conflicts_and_replay(void **state)
     for (int m = 0; m < LOAD_MEMBERS; m++) {
         int i = LOAD_SALES - LOAD_MEMBERS + m;
         int64_t back = last_amount[m] * 4 / 10;
-        struct tline ln[] = {{-1, -back, NULL}};
+        struct tline ln[] = {{-1, -back, NULL, 0}};
         char rid[32];
         size_t len;
         char id[37];
@@ -976,10 +1010,15 @@ static void test_conflicts_and_replay(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_online_refunds),       cmocka_unit_test(test_store_return_and_void),
-        cmocka_unit_test(test_cross_channel),        cmocka_unit_test(test_exchanges),
-        cmocka_unit_test(test_multiplier),           cmocka_unit_test(test_identity),
-        cmocka_unit_test(test_failure_and_replay),   cmocka_unit_test(test_shutdown_mid_retries),
+        cmocka_unit_test(test_online_refunds),
+        cmocka_unit_test(test_store_return_and_void),
+        cmocka_unit_test(test_vat_included),
+        cmocka_unit_test(test_cross_channel),
+        cmocka_unit_test(test_exchanges),
+        cmocka_unit_test(test_multiplier),
+        cmocka_unit_test(test_identity),
+        cmocka_unit_test(test_failure_and_replay),
+        cmocka_unit_test(test_shutdown_mid_retries),
         cmocka_unit_test(test_conflicts_and_replay),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
