@@ -282,6 +282,22 @@ static enum map_fail doc_map_taxes(const struct shop *shop, struct arena *a, str
     return MAP_OK;
 }
 
+/* Set *ledger to the ledger location of the shop's platform location id ("" = none given:
+ * nothing to map). false with what naming the id when the shop does not map it. */
+static bool location_map(const struct shop *shop, struct arena *a, const char *platform_id,
+                         char **ledger, char *what, size_t whatlen)
+{
+    if (!*platform_id)
+        return true;
+    const char *l = shop_location_ledger(shop, platform_id);
+    if (!l) {
+        snprintf(what, whatlen, "location %s", platform_id);
+        return false;
+    }
+    *ledger = arena_strdup(a, l);
+    return true;
+}
+
 /* Fill SKUs, tax codes and ledger locations of doc; on failure what says which id. */
 static enum map_fail doc_map(PGconn *c, const struct shop *shop, struct arena *a,
                              struct order_doc *doc, char *what, size_t whatlen, char *err,
@@ -313,39 +329,20 @@ static enum map_fail doc_map(PGconn *c, const struct shop *shop, struct arena *a
     err[0] = '\0';
     if (doc_map_taxes(shop, a, doc, what, whatlen) != MAP_OK)
         return MAP_TAX;
-    if (*o->platform_location_id && (o->in_store_sale || o->pickup)) {
-        const char *l = shop_location_ledger(shop, o->platform_location_id);
-        if (!l) {
-            snprintf(what, whatlen, "location %s", o->platform_location_id);
+    if (o->in_store_sale || o->pickup)
+        if (!location_map(shop, a, o->platform_location_id, &o->location_id, what, whatlen))
             return MAP_LOCATION;
-        }
-        o->location_id = arena_strdup(a, l);
-    }
     for (size_t i = 0; i < doc->nrefunds; i++) {
         Tillsync__V1__Refund *rf = doc->refunds[i];
-        for (size_t j = 0; j < rf->n_lines; j++) {
-            Tillsync__V1__RefundLine *rl = rf->lines[j];
-            if (!*rl->platform_location_id)
-                continue;
-            const char *l = shop_location_ledger(shop, rl->platform_location_id);
-            if (!l) {
-                snprintf(what, whatlen, "location %s", rl->platform_location_id);
+        for (size_t j = 0; j < rf->n_lines; j++)
+            if (!location_map(shop, a, rf->lines[j]->platform_location_id,
+                              &rf->lines[j]->location_id, what, whatlen))
                 return MAP_LOCATION;
-            }
-            rl->location_id = arena_strdup(a, l);
-        }
     }
-    for (size_t i = 0; i < doc->nfulfillments; i++) {
-        Tillsync__V1__Fulfillment *f = doc->fulfillments[i];
-        if (!*f->platform_location_id)
-            continue;
-        const char *l = shop_location_ledger(shop, f->platform_location_id);
-        if (!l) {
-            snprintf(what, whatlen, "location %s", f->platform_location_id);
+    for (size_t i = 0; i < doc->nfulfillments; i++)
+        if (!location_map(shop, a, doc->fulfillments[i]->platform_location_id,
+                          &doc->fulfillments[i]->location_id, what, whatlen))
             return MAP_LOCATION;
-        }
-        f->location_id = arena_strdup(a, l);
-    }
     return MAP_OK;
 }
 
