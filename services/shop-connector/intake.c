@@ -14,6 +14,7 @@
 #include "log.h"
 #include "pg.h"
 #include "platform.h"
+#include "ratelimit.h"
 #include "rawjson.h"
 #include "uuid.h"
 #include "tillsync/v1/exception.pb-c.h"
@@ -37,8 +38,73 @@ struct intake {
     pthread_cond_t cond;
     bool stop;
     bool *catalog_synced;
-    pthread_mutex_t poll_lock; /* one poll at a time (thread or POST /admin/poll) */
+    pthread_mutex_t poll_lock;        /* one poll at a time (thread or POST /admin/poll) */
+    struct shop_rate rate;            /* attached to every shop when Redis is configured */
+    struct ratelimit_bucket *buckets; /* per shop, index as in shops */
+    char (*bucket_keys)[512];
 };
+
+/* ---- the shared API budget ---- */
+
+/* Longest wait for the budget before a catalogue page or a poll page gives up (retried later). */
+#define RATE_WAIT_MS 60000
+
+static bool rate_take(void *ctx, const struct shop *shop, long cost, char *err, size_t errlen)
+{
+    struct intake *in = ctx;
+    size_t i = (size_t)(shop - in->shops.shops);
+    if (i >= in->shops.n)
+        return true; /* not one of ours (cannot happen): unlimited rather than stuck */
+    const struct ratelimit_bucket *b = &in->buckets[i];
+    if (cost > b->capacity)
+        cost = b->capacity;
+    if (cost < 1)
+        cost = 1;
+    int rc = ratelimit_take(in->svc->redis, b, cost, RATE_WAIT_MS, err, errlen);
+    if (rc < 0)
+        log_kv(LOG_LVL_WARN, "no API budget for a catalogue or poll call; retried later", "shop",
+               shop->key, "error", err, NULL);
+    return rc == 0;
+}
+
+static void rate_correct(void *ctx, const struct shop *shop, long available)
+{
+    struct intake *in = ctx;
+    size_t i = (size_t)(shop - in->shops.shops);
+    char err[256];
+    if (i < in->shops.n &&
+        ratelimit_correct(in->svc->redis, &in->buckets[i], available, err, sizeof(err)) < 0)
+        log_kv(LOG_LVL_WARN, "rate-limit correction failed", "shop", shop->key, "error", err, NULL);
+}
+
+/* Attach the shared bucket of each shop (as the push computes it) when Redis is configured. */
+static int rate_attach(struct intake *in, char *err, size_t errlen)
+{
+    if (!in->svc->redis || !in->shops.n)
+        return 0;
+    in->buckets = calloc(in->shops.n, sizeof(*in->buckets));
+    in->bucket_keys = calloc(in->shops.n, sizeof(*in->bucket_keys));
+    if (!in->buckets || !in->bucket_keys)
+        abort(); /* out of memory: the one policy (STYLE.md) */
+    in->rate = (struct shop_rate){rate_take, rate_correct, in};
+    for (size_t i = 0; i < in->shops.n; i++) {
+        struct shop *s = &in->shops.shops[i];
+        bool shopify = s->ops->compare_and_set;
+        struct ratelimit_bucket *b = &in->buckets[i];
+        b->capacity = shopify ? in->opts.shopify_bucket : in->opts.shopline_bucket;
+        b->refill_per_s = shopify ? in->opts.shopify_restore : in->opts.shopline_rate;
+        if (b->capacity <= 0 || b->refill_per_s <= 0)
+            continue;
+        if (ratelimit_key(in->svc->tenant_id, s->domain, s->ops->rate_api, in->bucket_keys[i],
+                          sizeof(in->bucket_keys[i])) < 0) {
+            snprintf(err, errlen, "SHOPS_FILE: shop %s: bucket key too long", s->key);
+            return -EINVAL;
+        }
+        b->key = in->bucket_keys[i];
+        s->rate = &in->rate;
+    }
+    return 0;
+}
 
 const char *intake_result_name(enum intake_result r)
 {
@@ -1214,6 +1280,8 @@ struct intake *intake_new(struct service *svc, const struct intake_opts *opts, c
     in->catalog_synced = calloc(in->shops.n ? in->shops.n : 1, sizeof(bool));
     if (!in->catalog_synced)
         goto fail;
+    if (rate_attach(in, err, errlen) < 0)
+        goto fail;
     for (size_t i = 0; i < in->shops.n; i++) {
         char e2[512];
         if (catalog_sync(in, &in->shops.shops[i], e2, sizeof(e2)) == 0)
@@ -1267,6 +1335,8 @@ void intake_free(struct intake *in)
     }
     shops_release(&in->shops);
     free(in->catalog_synced);
+    free(in->buckets);
+    free(in->bucket_keys);
     pthread_mutex_destroy(&in->lock);
     pthread_cond_destroy(&in->cond);
     pthread_mutex_destroy(&in->poll_lock);

@@ -93,6 +93,10 @@ static int start(struct service *svc, void **state, const struct http_route **ro
         .poll_interval_ms = poll_interval_ms,
         .poll_grace_ms = poll_grace_ms,
         .kafka_timeout_ms = kafka_timeout_ms,
+        .shopify_bucket = shopify_bucket,
+        .shopify_restore = shopify_restore,
+        .shopline_bucket = shopline_bucket,
+        .shopline_rate = shopline_rate,
     };
     struct push_opts po = {
         .shops_file = shops_file,

@@ -101,6 +101,9 @@ static int shopline_get(const struct shop *shop, const char *url, json_t **root,
     const char *hdrs[] = {auth, "Accept: application/json", NULL};
     struct http_answer ans;
     for (int attempt = 0;; attempt++) {
+        /* one request from the shop's shared REST budget */
+        if (shop->rate && !shop->rate->take(shop->rate->ctx, shop, 1, err, errlen))
+            return -EAGAIN;
         if (platform_http_call("GET", url, hdrs, NULL, &ans, err, errlen) < 0)
             return -EIO;
         if (ans.status == 429 && attempt < 20) {

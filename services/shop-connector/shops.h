@@ -27,6 +27,7 @@
 #ifndef SHOP_SHOPS_H
 #define SHOP_SHOPS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -47,9 +48,26 @@ struct shop_tax_code {
 };
 
 /* One configured shop; every string is owned by the shop_set. */
+/*
+ * The shop's API budget, shared with the outbound push, other replicas and loyalty-sync (one
+ * token bucket per tenant, shop and API in Redis). The intake attaches it after parsing; the
+ * adapters' own calls (catalogue pages, the missed-webhook poll) take their cost from it before
+ * each request and report what the platform says is left. NULL: no shared budget.
+ */
+struct shop;
+
+struct shop_rate {
+    /* Wait until cost tokens are taken; false with err when the budget stays unavailable. */
+    bool (*take)(void *ctx, const struct shop *shop, long cost, char *err, size_t errlen);
+    /* The platform reported available tokens left (Shopify's throttleStatus). */
+    void (*correct)(void *ctx, const struct shop *shop, long available);
+    void *ctx;
+};
+
 struct shop {
     const struct platform_ops *ops;
-    char *platform; /* "shopify" */
+    const struct shop_rate *rate; /* set by the intake; NULL = none */
+    char *platform;               /* "shopify" */
     char *domain;
     char *key; /* "shopify/acme.myshopify.com" */
     char *api_base;

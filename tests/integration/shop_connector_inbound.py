@@ -347,7 +347,10 @@ def main():
     sf_path = os.path.join(TMP, "shops.json")
     json.dump(shops, open(sf_path, "w"))
     env = {"SHOPS_FILE": sf_path, "DATABASE_URL": db, "SF_SECRET": SECRET_SF,
-           "POLL_INTERVAL_MS": "0", "POLL_GRACE_MS": "1000"}
+           "POLL_INTERVAL_MS": "0", "POLL_GRACE_MS": "1000",
+           # the Shopify shop is on the Plus plan: the connector's shared budget says so too
+           # (catalogue pages and the poll take from it)
+           "SHOPIFY_BUCKET_POINTS": "20000", "SHOPIFY_RESTORE_PER_S": "1000"}
     svc, addr = start_svc(env)
     log("shop-connector", addr)
     for d, path in ((sf, "shopify"), (sl, "shopline")):
