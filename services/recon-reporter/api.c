@@ -329,8 +329,8 @@ static void h_checks(const struct http_request *req, struct http_response *resp,
         return;
     }
     http_response_json(resp, 200,
-                       json_pack("{s:i,s:i,s:s}", "raised", res.raised, "cleared", res.cleared,
-                                 "ledger_check", res.ledger));
+                       json_pack("{s:i,s:i,s:s,s:s}", "raised", res.raised, "cleared", res.cleared,
+                                 "ledger_check", res.ledger, "sku_check", res.sku_sides));
 }
 
 static void h_flows(const struct http_request *req, struct http_response *resp, void *opaque)
@@ -403,10 +403,10 @@ static void h_flows(const struct http_request *req, struct http_response *resp, 
         clock_format_rfc3339(last_ms, when, sizeof(when));
     if (wm_ms)
         clock_format_rfc3339(wm_ms, wm, sizeof(wm));
-    doc = json_pack("{s:o,s:{s:s?,s:s,s:s?},s:s?,s:s}", "flows", flows, "checks", "last_run_at",
-                    last_ms ? when : NULL, "ledger_check", last.ledger, "error",
-                    last_error[0] ? last_error : NULL, "lag_measured_at", wm_ms ? wm : NULL,
-                    "topic_prefix", r->ingest.prefix);
+    doc = json_pack("{s:o,s:{s:s?,s:s,s:s,s:s?},s:s?,s:s}", "flows", flows, "checks", "last_run_at",
+                    last_ms ? when : NULL, "ledger_check", last.ledger, "sku_check", last.sku_sides,
+                    "error", last_error[0] ? last_error : NULL, "lag_measured_at",
+                    wm_ms ? wm : NULL, "topic_prefix", r->ingest.prefix);
     http_response_json(resp, 200, doc);
 }
 

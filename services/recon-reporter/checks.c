@@ -13,8 +13,10 @@
 #include <string.h>
 
 #include "db.h"
+#include "events.h"
 #include "exstore.h"
 #include "json_util.h"
+#include "skuside.h"
 
 /* Record a finding; raise its exception when it is new or changed. */
 static int check_flag(PGconn *conn, const char *check, int64_t run, const char *fingerprint,
@@ -399,6 +401,125 @@ static int check_ledger(PGconn *conn, int64_t run, struct checks_result *res, ch
     return rc ? rc : check_sweep(conn, "ledger", run, res, err, errlen);
 }
 
+/*
+ * SKU known on one side only (skuside.h). The till side: sightings from till transactions, and
+ * from movements at a store (sent by a till, or at a location a till transaction named); a
+ * warehouse's movements do not count. Unavailable — and nothing raised or cleared — until both
+ * sides have data: before the catalogue (or the tills) have been seen at all, every SKU of the
+ * other side would be flagged.
+ */
+static int check_sku_sides(PGconn *conn, const struct checks_opts *o, int64_t run,
+                           struct checks_result *res, char *err, size_t errlen)
+{
+    char grace[32];
+    const char *p[] = {db_int(grace, sizeof(grace), o->sku_side_grace_s)};
+    bool have_catalogue, have_tills;
+    PGresult *r;
+    int rc = 0;
+
+    r = db_query(conn,
+                 "SELECT EXISTS (SELECT 1 FROM recon_catalog_items), "
+                 "EXISTS (SELECT 1 FROM recon_sku_sightings WHERE store_code <> '')",
+                 0, NULL, err, errlen);
+    if (!r)
+        return -EIO;
+    have_catalogue = !strcmp(PQgetvalue(r, 0, 0), "t");
+    have_tills = !strcmp(PQgetvalue(r, 0, 1), "t");
+    PQclear(r);
+    if (!have_catalogue || !have_tills) {
+        snprintf(res->sku_sides, sizeof(res->sku_sides), "unavailable: %s%s%s",
+                 have_catalogue ? "" : "no catalog.items.v1 record seen yet",
+                 !have_catalogue && !have_tills ? "; " : "",
+                 have_tills ? "" : "no till sale, return or store movement seen yet");
+        return 0;
+    }
+    /* times as RFC 3339 (UTC), formatted by the outer select */
+    r = db_query(
+        conn,
+        "WITH store_locations AS (SELECT DISTINCT location_id FROM recon_sku_sightings "
+        "  WHERE store_code <> '' AND location_id <> ''), "
+        "till AS (SELECT s.sku, "
+        "  string_agg(DISTINCT nullif(s.store_code, ''), ',') AS stores, "
+        "  string_agg(DISTINCT nullif(s.location_id, ''), ',') AS locations, "
+        "  min(s.first_seen) AS first_seen, max(s.last_seen) AS last_seen, sum(s.lines) AS lines, "
+        "  (array_agg(s.last_event_id ORDER BY s.last_seen DESC))[1] AS event_id "
+        "  FROM recon_sku_sightings s WHERE s.store_code <> '' "
+        "  OR s.location_id IN (SELECT location_id FROM store_locations) GROUP BY s.sku), "
+        "cat AS (SELECT c.sku, "
+        "  string_agg(DISTINCT c.platform || ':' || c.shop_id, ',') FILTER (WHERE NOT c.deleted) "
+        "    AS listed_in, "
+        "  string_agg(DISTINCT c.platform || ':' || c.shop_id, ',') FILTER (WHERE c.deleted) "
+        "    AS formerly, "
+        "  bool_or(NOT c.deleted) AS listed, "
+        "  min(c.listed_since) FILTER (WHERE NOT c.deleted AND c.tracked) AS tracked_since, "
+        "  (array_agg(c.event_id ORDER BY c.updated_at DESC))[1] AS event_id "
+        "  FROM recon_catalog_items c WHERE c.sku <> '' GROUP BY c.sku), "
+        "f AS (SELECT 'till' AS side, t.sku, '' AS listed_in, "
+        "  coalesce(c.formerly, '') AS formerly, NULL::timestamptz AS since, "
+        "  coalesce(t.stores, '') AS stores, "
+        "  coalesce(t.locations, '') AS locations, t.first_seen, t.last_seen, t.lines, t.event_id "
+        "  FROM till t LEFT JOIN cat c USING (sku) WHERE c.listed IS NOT TRUE "
+        "  UNION ALL "
+        "  SELECT 'platform', c.sku, c.listed_in, coalesce(c.formerly, ''), c.tracked_since, '', "
+        "  '', NULL, NULL, 0, c.event_id FROM cat c "
+        "  WHERE c.tracked_since <= now() - make_interval(secs => $1::bigint) "
+        "  AND NOT EXISTS (SELECT 1 FROM till t WHERE t.sku = c.sku)) "
+        "SELECT side, sku, listed_in, formerly, "
+        "  coalesce(to_char(since AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), ''), "
+        "  stores, locations, "
+        "  coalesce(to_char(first_seen AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), ''), "
+        "  coalesce(to_char(last_seen AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), ''), "
+        "  lines, event_id FROM f ORDER BY sku",
+        1, p, err, errlen);
+    if (!r)
+        return -EIO;
+    snprintf(res->sku_sides, sizeof(res->sku_sides), "ok");
+    for (int i = 0; i < PQntuples(r) && rc == 0; i++) {
+        struct skuside_finding f = {
+            .side =
+                !strcmp(PQgetvalue(r, i, 0), "till") ? SKUSIDE_TILL_ONLY : SKUSIDE_PLATFORM_ONLY,
+            .sku = PQgetvalue(r, i, 1),
+            .listed_in = PQgetvalue(r, i, 2),
+            .formerly_listed_in = PQgetvalue(r, i, 3),
+            .listed_since = PQgetvalue(r, i, 4),
+            .till_stores = PQgetvalue(r, i, 5),
+            .till_locations = PQgetvalue(r, i, 6),
+            .till_first_seen = PQgetvalue(r, i, 7),
+            .till_last_seen = PQgetvalue(r, i, 8),
+            .till_lines = strtoll(PQgetvalue(r, i, 9), NULL, 10),
+            .grace_s = o->sku_side_grace_s,
+        };
+        const char *event_id = PQgetvalue(r, i, 10);
+        struct exstore_sighting s = {0};
+        struct skuside_text t;
+
+        rc = skuside_describe(&f, &t);
+        if (rc) {
+            snprintf(err, errlen, "sku_one_side_only: cannot describe SKU %.100s", f.sku);
+            skuside_text_release(&t);
+            break;
+        }
+        s.dedupe_key = t.dedupe_key;
+        s.type = exstore_type_name(TILLSYNC__V1__EXCEPTION_TYPE__EXCEPTION_TYPE_SKU_ONE_SIDE_ONLY);
+        s.owner = exstore_owner_name(
+            exception_owner(TILLSYNC__V1__EXCEPTION_TYPE__EXCEPTION_TYPE_SKU_ONE_SIDE_ONLY));
+        s.severity = "info";
+        s.summary = t.summary;
+        s.explanation = t.explanation;
+        s.action = t.action;
+        s.topic = t.topic;
+        s.store_code = t.store_code;
+        s.refs_json = t.refs_json;
+        s.details_json = t.details_json;
+        s.related = &event_id;
+        s.nrelated = *event_id ? 1 : 0;
+        rc = check_flag(conn, "sku_sides", run, t.fingerprint, &s, res, err, errlen);
+        skuside_text_release(&t);
+    }
+    PQclear(r);
+    return rc ? rc : check_sweep(conn, "sku_sides", run, res, err, errlen);
+}
+
 int checks_run(PGconn *conn, const struct checks_opts *o, struct checks_result *res, char *err,
                size_t errlen)
 {
@@ -408,6 +529,7 @@ int checks_run(PGconn *conn, const struct checks_opts *o, struct checks_result *
 
     memset(res, 0, sizeof(*res));
     snprintf(res->ledger, sizeof(res->ledger), "not run");
+    snprintf(res->sku_sides, sizeof(res->sku_sides), "not run");
     r = db_query(conn, "SELECT coalesce(max(run_id), 0) + 1 FROM recon_check_state", 0, NULL, err,
                  errlen);
     if (!r)
@@ -422,6 +544,8 @@ int checks_run(PGconn *conn, const struct checks_opts *o, struct checks_result *
     one = check_payouts(conn, run, res, rc ? (char[256]){0} : err, rc ? 256 : errlen);
     rc = rc ? rc : one;
     one = check_ledger(conn, run, res, rc ? (char[256]){0} : err, rc ? 256 : errlen);
+    rc = rc ? rc : one;
+    one = check_sku_sides(conn, o, run, res, rc ? (char[256]){0} : err, rc ? 256 : errlen);
     rc = rc ? rc : one;
     return rc;
 }

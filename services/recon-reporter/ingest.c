@@ -21,9 +21,11 @@
 #include "db.h"
 #include "events.h"
 #include "exstore.h"
+#include "skuside.h"
 #include "tillsync/v1/catalog.pb-c.h"
 #include "tillsync/v1/exception.pb-c.h"
 #include "tillsync/v1/inventory.pb-c.h"
+#include "tillsync/v1/loyalty.pb-c.h"
 #include "tillsync/v1/order.pb-c.h"
 #include "tillsync/v1/pos.pb-c.h"
 #include "tillsync/v1/stock.pb-c.h"
@@ -47,6 +49,124 @@ void ingest_date(int64_t ms, char *out, size_t outcap)
 static const char *nz(const char *s)
 {
     return s ? s : "";
+}
+
+/* Longest identifier (SKU, store code, location, shop, variant) stored in an indexed column. */
+#define ID_MAX 512
+/* Latest envelope time accepted (9999-12-31T23:59:59.999Z): Postgres takes it as a timestamp. */
+#define TIME_MAX_MS INT64_C(253402300799999)
+
+/* Length of the valid UTF-8 sequence at s (s[0] >= 0x80), else 0. As strict as Postgres: no
+ * overlong forms, no surrogates, nothing above U+10FFFF. Stops at a NUL. */
+static size_t utf8_seq(const unsigned char *s)
+{
+    unsigned char c = s[0], lo, hi;
+
+    if (c >= 0xC2 && c <= 0xDF)
+        return (s[1] & 0xC0) == 0x80 ? 2 : 0;
+    if (c >= 0xE0 && c <= 0xEF) {
+        lo = c == 0xE0 ? 0xA0 : 0x80;
+        hi = c == 0xED ? 0x9F : 0xBF;
+        return s[1] >= lo && s[1] <= hi && (s[2] & 0xC0) == 0x80 ? 3 : 0;
+    }
+    if (c >= 0xF0 && c <= 0xF4) {
+        lo = c == 0xF0 ? 0x90 : 0x80;
+        hi = c == 0xF4 ? 0x8F : 0xBF;
+        return s[1] >= lo && s[1] <= hi && (s[2] & 0xC0) == 0x80 && (s[3] & 0xC0) == 0x80 ? 4 : 0;
+    }
+    return 0;
+}
+
+bool ingest_utf8_valid(const char *s)
+{
+    const unsigned char *u = (const unsigned char *)s;
+
+    while (*u) {
+        size_t n = *u < 0x80 ? 1 : utf8_seq(u);
+        if (!n)
+            return false;
+        u += n;
+    }
+    return true;
+}
+
+/* Replace each byte that is not part of valid UTF-8 by '?' (header values, which Postgres
+ * would otherwise refuse, failing the whole batch). */
+static void utf8_scrub(char *s)
+{
+    unsigned char *u = (unsigned char *)s;
+
+    while (*u) {
+        size_t n = *u < 0x80 ? 1 : utf8_seq(u);
+        if (!n) {
+            *u = '?';
+            n = 1;
+        }
+        u += n;
+    }
+}
+
+/* Walk m: every set string field (nested messages and repeated fields included, only the set
+ * member of a oneof) must be valid UTF-8, and an Envelope's times must be timestamps. */
+static int check_message(const ProtobufCMessage *m, int depth, char *err, size_t errlen)
+{
+    const ProtobufCMessageDescriptor *d = m->descriptor;
+
+    if (depth > 32) {
+        snprintf(err, errlen, "%s: messages nested too deep", d->name);
+        return -EPROTO;
+    }
+    if (d == &tillsync__v1__envelope__descriptor) {
+        const Tillsync__V1__Envelope *e = (const Tillsync__V1__Envelope *)m;
+        if (e->occurred_at_ms > TIME_MAX_MS || e->recorded_at_ms > TIME_MAX_MS) {
+            snprintf(err, errlen, "envelope time after the year 9999");
+            return -EPROTO;
+        }
+    }
+    for (unsigned i = 0; i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        const char *member = (const char *)m + f->offset;
+        void *const *elems = (void *const *)member;
+        size_t n = 1;
+
+        if (f->type != PROTOBUF_C_TYPE_STRING && f->type != PROTOBUF_C_TYPE_MESSAGE)
+            continue;
+        if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) &&
+            *(const uint32_t *)((const char *)m + f->quantifier_offset) != f->id)
+            continue;
+        if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+            n = *(const size_t *)((const char *)m + f->quantifier_offset);
+            elems = *(void *const *const *)member;
+        }
+        for (size_t k = 0; k < n; k++) {
+            if (!elems || !elems[k])
+                continue;
+            if (f->type == PROTOBUF_C_TYPE_MESSAGE) {
+                int r = check_message(elems[k], depth + 1, err, errlen);
+                if (r)
+                    return r;
+            } else if (!ingest_utf8_valid(elems[k])) {
+                snprintf(err, errlen, "%s.%s is not valid UTF-8", d->name, f->name);
+                return -EPROTO;
+            }
+        }
+    }
+    return 0;
+}
+
+int ingest_record_check(const ProtobufCMessage *msg, char *err, size_t errlen)
+{
+    return check_message(msg, 0, err, errlen);
+}
+
+/* -EPROTO with err when the identifier s (what names it) is too long to index. */
+static int id_check(const char *what, const char *s, char *err, size_t errlen)
+{
+    if (s && strlen(s) > ID_MAX) {
+        snprintf(err, errlen, "%s longer than %d bytes", what, ID_MAX);
+        return -EPROTO;
+    }
+    return 0;
 }
 
 /* The business identifiers as a JSON object of the fields that are set (malloc'd). */
@@ -93,7 +213,9 @@ struct rec {
     const struct kafka_message *m;
     const char *base; /* topic without prefix */
     char event_id[160];
+    char ce_type[128]; /* the ce_type header, invalid UTF-8 replaced */
     char date[16];
+    int64_t occurred_ms; /* the envelope's occurred-at, 0 when unknown */
 };
 
 /* Insert the event row; returns 1 when new, 0 when already seen, negative on error. */
@@ -117,7 +239,7 @@ static int event_record(PGconn *conn, struct rec *rc, const Tillsync__V1__Envelo
     p[1] = rc->base;
     p[2] = db_int(part, sizeof(part), rc->m->partition);
     p[3] = db_int(off, sizeof(off), rc->m->offset);
-    p[4] = rc->m->ce_type;
+    p[4] = rc->ce_type;
     p[5] = env ? nz(env->tenant_id) : "";
     p[6] = env && env->occurred_at_ms > 0 ? db_int(occ, sizeof(occ), env->occurred_at_ms) : NULL;
     p[7] = env && env->recorded_at_ms > 0 ? db_int(recd, sizeof(recd), env->recorded_at_ms) : NULL;
@@ -246,6 +368,45 @@ static int pending_cancel(PGconn *conn, const char *kind, const char *ref, char 
                    2, p, err, errlen);
 }
 
+/* The till side of the SKU check: sku was sold, returned or moved at store / location. */
+static int sighting_add(PGconn *conn, const struct rec *rc, const char *sku, const char *store,
+                        const char *location, const char *source, char *err, size_t errlen)
+{
+    char occ[32];
+    const char *p[] = {sku,
+                       nz(store),
+                       nz(location),
+                       source,
+                       rc->occurred_ms > 0 ? db_int(occ, sizeof(occ), rc->occurred_ms) : NULL,
+                       rc->event_id};
+
+    return db_exec(conn,
+                   "INSERT INTO recon_sku_sightings AS s (sku, store_code, location_id, source, "
+                   "first_seen, last_seen, last_event_id) VALUES ($1, $2, $3, $4, "
+                   "coalesce(to_timestamp($5::bigint / 1000.0), now()), "
+                   "coalesce(to_timestamp($5::bigint / 1000.0), now()), $6) "
+                   "ON CONFLICT (sku, store_code, location_id, source) DO UPDATE SET "
+                   "first_seen = least(s.first_seen, EXCLUDED.first_seen), "
+                   "last_seen = greatest(s.last_seen, EXCLUDED.last_seen), "
+                   "last_event_id = CASE WHEN EXCLUDED.last_seen >= s.last_seen "
+                   "  THEN EXCLUDED.last_event_id ELSE s.last_event_id END, "
+                   "lines = s.lines + 1",
+                   6, p, err, errlen);
+}
+
+/* Identifiers of a transaction that go into indexed columns must fit (checked before any
+ * effect, so a bad record is dead-lettered whole). */
+static int pos_transaction_check(const Tillsync__V1__PosTransaction *t, char *err, size_t errlen)
+{
+    int r = id_check("store_code", t->store_code, err, errlen);
+
+    if (r == 0)
+        r = id_check("location_id", t->location_id, err, errlen);
+    for (size_t i = 0; r == 0 && i < t->n_lines; i++)
+        r = id_check("lines.sku", t->lines[i]->sku, err, errlen);
+    return r;
+}
+
 static int pos_transaction(PGconn *conn, struct rec *rc, const Tillsync__V1__PosTransaction *t,
                            char *err, size_t errlen)
 {
@@ -294,6 +455,9 @@ static int pos_transaction(PGconn *conn, struct rec *rc, const Tillsync__V1__Pos
 
         if (l->sku && *l->sku)
             stock = true;
+        if (skuside_line_is_stock(l->sku, l->non_stock_code) &&
+            (r = sighting_add(conn, rc, l->sku, t->store_code, t->location_id, "pos", err, errlen)))
+            return r;
         f.key = l->sku && *l->sku ? "stock" : "non_stock";
         f.metric = l->quantity < 0 ? "returns" : "sales";
         f.amount = sign * minor(l->net_amount);
@@ -394,10 +558,18 @@ static int on_pos(PGconn *conn, struct rec *rc, char *err, size_t errlen)
     char summary[256] = "";
     int r;
 
-    if (!ev)
+    if (!ev) {
+        snprintf(err, errlen, "does not decode as PosTransactionEvent");
         return -EBADMSG;
+    }
+    r = ingest_record_check(&ev->base, err, errlen);
+    if (r == 0 && ev->body_case == TILLSYNC__V1__POS_TRANSACTION_EVENT__BODY_TRANSACTION)
+        r = pos_transaction_check(ev->transaction, err, errlen);
+    if (r)
+        goto out;
     if (ev->envelope && !rc->event_id[0])
         snprintf(rc->event_id, sizeof(rc->event_id), "%s", nz(ev->envelope->event_id));
+    rc->occurred_ms = ev->envelope ? ev->envelope->occurred_at_ms : 0;
     ingest_date(ev->envelope ? ev->envelope->occurred_at_ms : 0, rc->date, sizeof(rc->date));
     if (ev->body_case == TILLSYNC__V1__POS_TRANSACTION_EVENT__BODY_TRANSACTION)
         snprintf(summary, sizeof(summary), "POS transaction %s at %s/%s",
@@ -415,6 +587,7 @@ static int on_pos(PGconn *conn, struct rec *rc, char *err, size_t errlen)
         else if (ev->body_case == TILLSYNC__V1__POS_TRANSACTION_EVENT__BODY_TAKINGS)
             r = pos_takings(conn, rc, ev->takings, err, errlen);
     }
+out:
     tillsync__v1__pos_transaction_event__free_unpacked(ev, NULL);
     return r < 0 ? r : 0;
 }
@@ -485,8 +658,12 @@ static int on_order(PGconn *conn, struct rec *rc, char *err, size_t errlen)
     struct fact f = {0};
     int r;
 
-    if (!ev)
+    if (!ev) {
+        snprintf(err, errlen, "does not decode as ShopOrderEvent");
         return -EBADMSG;
+    }
+    if ((r = ingest_record_check(&ev->base, err, errlen)))
+        goto out;
     if (ev->envelope && !rc->event_id[0])
         snprintf(rc->event_id, sizeof(rc->event_id), "%s", nz(ev->envelope->event_id));
     ingest_date(ev->envelope ? ev->envelope->occurred_at_ms : 0, rc->date, sizeof(rc->date));
@@ -564,12 +741,24 @@ static int on_movement(PGconn *conn, struct rec *rc, char *err, size_t errlen)
     struct fact f = {0};
     int r;
 
-    if (!ev)
+    if (!ev) {
+        snprintf(err, errlen, "does not decode as StockMovementEvent");
         return -EBADMSG;
+    }
+    mv = ev->movement;
+    r = ingest_record_check(&ev->base, err, errlen);
+    if (r == 0 && mv)
+        r = id_check("store_code", mv->store_code, err, errlen);
+    if (r == 0 && mv)
+        r = id_check("location_id", mv->location_id, err, errlen);
+    for (size_t i = 0; r == 0 && mv && i < mv->n_lines; i++)
+        r = id_check("lines.sku", mv->lines[i]->sku, err, errlen);
+    if (r)
+        goto out;
     if (ev->envelope && !rc->event_id[0])
         snprintf(rc->event_id, sizeof(rc->event_id), "%s", nz(ev->envelope->event_id));
+    rc->occurred_ms = ev->envelope ? ev->envelope->occurred_at_ms : 0;
     ingest_date(ev->envelope ? ev->envelope->occurred_at_ms : 0, rc->date, sizeof(rc->date));
-    mv = ev->movement;
     enum_lower(&tillsync__v1__movement_kind__descriptor, mv ? (int)mv->kind : 0, "MOVEMENT_KIND_",
                kind, sizeof(kind));
     if (mv)
@@ -602,6 +791,10 @@ static int on_movement(PGconn *conn, struct rec *rc, char *err, size_t errlen)
             f.quantity = l->quantity;
         }
         r = fact_add(conn, &f, err, errlen);
+        /* the till side of the SKU check (a warehouse's movements are told apart there) */
+        if (r == 0 && l->sku && *l->sku)
+            r = sighting_add(conn, rc, l->sku, mv->store_code, mv->location_id, "stock", err,
+                             errlen);
     }
 out:
     tillsync__v1__stock_movement_event__free_unpacked(ev, NULL);
@@ -622,8 +815,12 @@ static int on_level(PGconn *conn, struct rec *rc, char *err, size_t errlen)
     char summary[256] = "", oh[32], av[32], ver[32];
     int r;
 
-    if (!ev)
+    if (!ev) {
+        snprintf(err, errlen, "does not decode as InventoryLevelEvent");
         return -EBADMSG;
+    }
+    if ((r = ingest_record_check(&ev->base, err, errlen)))
+        goto out;
     if (ev->envelope && !rc->event_id[0])
         snprintf(rc->event_id, sizeof(rc->event_id), "%s", nz(ev->envelope->event_id));
     l = ev->level;
@@ -678,8 +875,12 @@ static int on_exception(PGconn *conn, struct rec *rc, char *err, size_t errlen)
     json_t *details = NULL;
     int r;
 
-    if (!ev)
+    if (!ev) {
+        snprintf(err, errlen, "does not decode as ExceptionEvent");
         return -EBADMSG;
+    }
+    if ((r = ingest_record_check(&ev->base, err, errlen)))
+        goto out;
     if (ev->envelope && !rc->event_id[0])
         snprintf(rc->event_id, sizeof(rc->event_id), "%s", nz(ev->envelope->event_id));
     x = ev->exception;
@@ -728,20 +929,148 @@ out:
     return r < 0 ? r : 0;
 }
 
-/* Only recorded (catalogue, loyalty): the envelope is all we read. */
-static int on_other(PGconn *conn, struct rec *rc, char *err, size_t errlen)
+/* loyalty.points.v1: recorded for flow health only. */
+static int on_loyalty(PGconn *conn, struct rec *rc, char *err, size_t errlen)
 {
-    /* Every tillsync event message has its Envelope as field 1, so any of them decodes as one
-     * with only that field known; the rest are kept as unknown fields. */
-    Tillsync__V1__CatalogItemEvent *ev =
-        tillsync__v1__catalog_item_event__unpack(NULL, rc->m->len, rc->m->payload);
+    Tillsync__V1__LoyaltyPointsEvent *ev =
+        tillsync__v1__loyalty_points_event__unpack(NULL, rc->m->len, rc->m->payload);
     int r;
 
-    if (!ev)
+    if (!ev) {
+        snprintf(err, errlen, "does not decode as LoyaltyPointsEvent");
         return -EBADMSG;
+    }
+    if ((r = ingest_record_check(&ev->base, err, errlen)))
+        goto out;
     if (ev->envelope && !rc->event_id[0])
         snprintf(rc->event_id, sizeof(rc->event_id), "%s", nz(ev->envelope->event_id));
     r = event_record(conn, rc, ev->envelope, "", err, errlen);
+out:
+    tillsync__v1__loyalty_points_event__free_unpacked(ev, NULL);
+    return r < 0 ? r : 0;
+}
+
+/* The record key of a catalogue record into key ("" when it has none); -EPROTO with err when
+ * it cannot be stored. */
+static int catalog_key(const struct kafka_message *m, char *key, size_t cap, char *err,
+                       size_t errlen)
+{
+    key[0] = '\0';
+    if (!m->key || m->keylen == 0)
+        return 0;
+    if (m->keylen >= cap || memchr(m->key, '\0', m->keylen)) {
+        snprintf(err, errlen, "record key longer than %zu bytes or with a NUL byte", cap - 1);
+        return -EPROTO;
+    }
+    memcpy(key, m->key, m->keylen);
+    key[m->keylen] = '\0';
+    if (!ingest_utf8_valid(key)) {
+        snprintf(err, errlen, "record key is not valid UTF-8");
+        return -EPROTO;
+    }
+    return 0;
+}
+
+/*
+ * catalog.items.v1: the online side of the SKU check. One row per record key
+ * ("<platform>/<shop_id>/<variant id>", else built from the item) in recon_catalog_items, as the
+ * newest record says (an older platform_updated_at_ms does not overwrite a newer one). A deleted
+ * item or a tombstone (no value) keeps the row, marked deleted. listed_since starts when the
+ * variant starts listing its SKU (again after a SKU change, an undelete, or tracking turned on).
+ */
+static int on_catalog(PGconn *conn, struct rec *rc, char *err, size_t errlen)
+{
+    Tillsync__V1__CatalogItemEvent *ev = NULL;
+    const Tillsync__V1__CatalogItem *it;
+    char key[2 * ID_MAX + 8], platform[32], summary[768] = "", upd[32];
+    int r;
+
+    if ((r = catalog_key(rc->m, key, sizeof(key), err, errlen)))
+        return r;
+    if (!rc->m->payload) { /* a tombstone: the variant is gone */
+        snprintf(summary, sizeof(summary), "Catalogue tombstone %s", key);
+        r = event_record(conn, rc, NULL, summary, err, errlen);
+        if (r == 1 && key[0]) {
+            const char *p[] = {key, rc->event_id};
+            r = db_exec(conn,
+                        "UPDATE recon_catalog_items SET deleted = true, listed_since = NULL, "
+                        "deleted_at = coalesce(deleted_at, now()), event_id = $2, "
+                        "updated_at = now() WHERE record_key = $1",
+                        2, p, err, errlen);
+        }
+        return r < 0 ? r : 0;
+    }
+    ev = tillsync__v1__catalog_item_event__unpack(NULL, rc->m->len, rc->m->payload);
+    if (!ev) {
+        snprintf(err, errlen, "does not decode as CatalogItemEvent");
+        return -EBADMSG;
+    }
+    it = ev->item;
+    r = ingest_record_check(&ev->base, err, errlen);
+    if (r == 0 && it) {
+        r = id_check("item.shop_id", it->shop_id, err, errlen);
+        if (r == 0)
+            r = id_check("item.sku", it->sku, err, errlen);
+        if (r == 0)
+            r = id_check("item.variant.id", it->variant ? it->variant->id : NULL, err, errlen);
+        if (r == 0 && (!it->shop_id || !*it->shop_id)) {
+            snprintf(err, errlen, "catalogue item without shop_id");
+            r = -EPROTO;
+        }
+        if (r == 0 && !key[0] && !(it->variant && it->variant->id && *it->variant->id)) {
+            snprintf(err, errlen, "catalogue item with neither a record key nor a variant id");
+            r = -EPROTO;
+        }
+    }
+    if (r)
+        goto out;
+    if (ev->envelope && !rc->event_id[0])
+        snprintf(rc->event_id, sizeof(rc->event_id), "%s", nz(ev->envelope->event_id));
+    if (it) {
+        enum_lower(&tillsync__v1__platform__descriptor, (int)it->platform, "PLATFORM_", platform,
+                   sizeof(platform));
+        if (!key[0])
+            snprintf(key, sizeof(key), "%s/%s/%s", platform, it->shop_id, it->variant->id);
+        snprintf(summary, sizeof(summary), "Catalogue item %s (%s:%s variant %s)%s%s",
+                 *nz(it->sku) ? it->sku : "without SKU", platform, it->shop_id,
+                 it->variant ? nz(it->variant->id) : "", it->tracked ? "" : ", untracked",
+                 it->deleted ? ", deleted" : "");
+    }
+    r = event_record(conn, rc, ev->envelope, summary, err, errlen);
+    if (r != 1 || !it)
+        goto out;
+    {
+        const char *p[] = {key,
+                           platform,
+                           it->shop_id,
+                           it->variant ? nz(it->variant->id) : "",
+                           nz(it->sku),
+                           it->tracked ? "true" : "false",
+                           it->deleted ? "true" : "false",
+                           db_int(upd, sizeof(upd), it->platform_updated_at_ms),
+                           rc->event_id};
+        r = db_exec(
+            conn,
+            "INSERT INTO recon_catalog_items AS c (record_key, platform, shop_id, variant_id, "
+            "sku, tracked, deleted, platform_updated_at_ms, listed_since, deleted_at, event_id) "
+            "VALUES ($1, $2, $3, $4, $5, $6::boolean, $7::boolean, $8::bigint, "
+            "  CASE WHEN $7::boolean OR $5 = '' THEN NULL ELSE now() END, "
+            "  CASE WHEN $7::boolean THEN now() END, $9) "
+            "ON CONFLICT (record_key) DO UPDATE SET platform = EXCLUDED.platform, "
+            "  shop_id = EXCLUDED.shop_id, variant_id = EXCLUDED.variant_id, sku = EXCLUDED.sku, "
+            "  tracked = EXCLUDED.tracked, deleted = EXCLUDED.deleted, "
+            "  platform_updated_at_ms = EXCLUDED.platform_updated_at_ms, "
+            "  listed_since = CASE WHEN EXCLUDED.listed_since IS NULL THEN NULL "
+            "    WHEN c.listed_since IS NOT NULL AND NOT c.deleted AND c.sku = EXCLUDED.sku "
+            "      AND (c.tracked OR NOT EXCLUDED.tracked) THEN c.listed_since "
+            "    ELSE EXCLUDED.listed_since END, "
+            "  deleted_at = CASE WHEN EXCLUDED.deleted THEN coalesce(c.deleted_at, now()) END, "
+            "  event_id = EXCLUDED.event_id, updated_at = now() "
+            "WHERE EXCLUDED.platform_updated_at_ms = 0 "
+            "   OR c.platform_updated_at_ms <= EXCLUDED.platform_updated_at_ms",
+            9, p, err, errlen);
+    }
+out:
     tillsync__v1__catalog_item_event__free_unpacked(ev, NULL);
     return r < 0 ? r : 0;
 }
@@ -761,6 +1090,7 @@ static void header_get(const struct kafka_message *m, const char *name, char *ou
         len = cap - 1;
     memcpy(out, v, len);
     out[len] = '\0';
+    utf8_scrub(out);
 }
 
 /* A dead-lettered record: one DEAD_LETTERED exception per original record. */
@@ -842,18 +1172,26 @@ static bool ends_with(const char *s, const char *suffix)
     return a >= b && strcmp(s + a - b, suffix) == 0;
 }
 
-/* An undecodable record of a main topic: dead-letter it (or record the exception directly). */
-static int on_undecodable(PGconn *conn, const struct ingest *in, struct rec *rc, char *err,
-                          size_t errlen)
+/*
+ * A record of a main topic recon-reporter cannot apply — it does not decode (-EBADMSG:
+ * "decode_failed"), or decodes to something Postgres cannot store or the check cannot use
+ * (-EPROTO: "validation_failed", e.g. text that is not UTF-8) — is dead-lettered to its topic's
+ * .dlq with reason in dlq_error_message (or, without a producer, recorded as the exception
+ * directly). Nothing else of it is applied: handlers validate before their first write.
+ */
+static int on_undecodable(PGconn *conn, const struct ingest *in, struct rec *rc, int why,
+                          const char *reason, char *err, size_t errlen)
 {
-    char dlq[320], msg[256];
+    char dlq[320], msg[512];
     struct exstore_sighting s = {0};
     char key[512];
 
-    snprintf(msg, sizeof(msg), "recon-reporter could not decode a %s record", rc->base);
+    snprintf(msg, sizeof(msg), "recon-reporter cannot apply a %s record: %s", rc->base,
+             *reason ? reason : "does not decode");
     if (in->producer) {
         snprintf(dlq, sizeof(dlq), "%s.dlq", rc->m->topic);
-        return kafka_dead_letter(in->producer, dlq, rc->m, "decode_failed", msg,
+        return kafka_dead_letter(in->producer, dlq, rc->m,
+                                 why == -EBADMSG ? "decode_failed" : "validation_failed", msg,
                                  in->service ? in->service : "recon-reporter", err, errlen);
     }
     snprintf(key, sizeof(key), "dead_lettered/%s/%" PRId32 "/%" PRId64, rc->base, rc->m->partition,
@@ -875,7 +1213,12 @@ static int apply_one(PGconn *conn, const struct ingest *in, const struct kafka_m
     int r;
 
     rc.base = strncmp(m->topic, nz(in->prefix), plen) == 0 ? m->topic + plen : m->topic;
+    /* header values go into text columns: Postgres refuses invalid UTF-8 (a truncated ce_id
+     * may end inside a character) */
     snprintf(rc.event_id, sizeof(rc.event_id), "%s", m->ce_id);
+    utf8_scrub(rc.event_id);
+    snprintf(rc.ce_type, sizeof(rc.ce_type), "%s", m->ce_type);
+    utf8_scrub(rc.ce_type);
     ingest_date(m->timestamp_ms, rc.date, sizeof(rc.date));
     if (ends_with(rc.base, ".dlq"))
         return on_dlq(conn, &rc, err, errlen);
@@ -889,10 +1232,16 @@ static int apply_one(PGconn *conn, const struct ingest *in, const struct kafka_m
         r = on_level(conn, &rc, err, errlen);
     else if (!strcmp(rc.base, "recon.exceptions.v1"))
         r = on_exception(conn, &rc, err, errlen);
-    else
-        r = on_other(conn, &rc, err, errlen);
-    if (r == -EBADMSG)
-        return on_undecodable(conn, in, &rc, err, errlen);
+    else if (!strcmp(rc.base, "catalog.items.v1"))
+        r = on_catalog(conn, &rc, err, errlen);
+    else /* loyalty.points.v1, the last of ingest_topics */
+        r = on_loyalty(conn, &rc, err, errlen);
+    if (r == -EBADMSG || r == -EPROTO) {
+        char reason[256];
+
+        snprintf(reason, sizeof(reason), "%s", err);
+        return on_undecodable(conn, in, &rc, r, reason, err, errlen);
+    }
     return r;
 }
 

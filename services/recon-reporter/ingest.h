@@ -8,16 +8,26 @@
  * sales, returns, discounts, tax by rate, tenders by type; takings declarations),
  * shop.orders.v1 (orders, cancellations, refunds), stock.movements.v1 (movements by kind),
  * inventory.levels.v1 (levels; marks transactions and orders as reflected in stock),
- * recon.exceptions.v1 (raised / cleared exceptions), catalog.items.v1 and loyalty.points.v1
- * (recorded for flow health only), and every "<topic>.dlq" (one DEAD_LETTERED exception per
- * dead-lettered record, from its dlq_* headers).
+ * recon.exceptions.v1 (raised / cleared exceptions), catalog.items.v1 (each variant's SKU,
+ * tracked and deleted flags: the online side of the SKU check), loyalty.points.v1 (recorded
+ * for flow health only), and every "<topic>.dlq" (one DEAD_LETTERED exception per dead-lettered
+ * record, from its dlq_* headers). Till sale/return lines with a SKU and stock movement lines
+ * are also recorded per SKU, store and location (the till side of the SKU check, checks.h).
+ *
+ * A record that does not decode, or decodes to something that cannot be stored (text that is
+ * not UTF-8, an identifier too long to index, a time past the year 9999, a catalogue item
+ * without shop), is dead-lettered to "<topic>.dlq" before any of its effects: one bad record
+ * never blocks its partition.
  */
 #ifndef RECON_INGEST_H
 #define RECON_INGEST_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <libpq-fe.h>
+#include <protobuf-c/protobuf-c.h>
 
 #include "kafka.h"
 
@@ -47,6 +57,17 @@ int ingest_load_offsets(PGconn *conn, rd_kafka_topic_partition_list_t *parts, ch
 
 /* The topic base names recon-reporter consumes (without ".dlq"), NULL-terminated. */
 extern const char *const ingest_topics[];
+
+/*
+ * Whether a decoded record can be stored: every string field set in msg (nested and repeated
+ * ones included, only the set member of a oneof) is valid UTF-8 as Postgres defines it, and
+ * every Envelope's occurred/recorded time is before the year 10000. Returns 0, or -EPROTO with
+ * err naming the field.
+ */
+int ingest_record_check(const ProtobufCMessage *msg, char *err, size_t errlen);
+
+/* true when s is valid UTF-8 (no overlong forms, no surrogates, nothing above U+10FFFF). */
+bool ingest_utf8_valid(const char *s);
 
 /* "YYYY-MM-DD" (UTC) of a Unix time in ms into out (>= 11 bytes). */
 void ingest_date(int64_t ms, char *out, size_t outcap);

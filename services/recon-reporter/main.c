@@ -20,6 +20,10 @@ static const struct config_var vars[] = {
     {"RECON_TAKINGS_TOLERANCE", CONFIG_INT, false, "0", 0, 100000000,
      "Minor units of takings variance accepted per tender group before an exception",
      &recon_config.takings_tolerance},
+    {"RECON_SKU_SIDE_GRACE_S", CONFIG_INT, false, "604800", 0, 31536000,
+     "Seconds a tracked SKU may be in a shop catalogue without any till sale or store movement "
+     "before it is reported as known online only (sku_one_side_only)",
+     &recon_config.sku_side_grace_s},
     {"RECON_KAFKA_SESSION_TIMEOUT_MS", CONFIG_INT, false, "45000", 1000, 300000,
      "Consumer group session timeout (heartbeats every twelfth of it)",
      &recon_config.session_timeout_ms},

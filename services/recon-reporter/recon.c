@@ -186,10 +186,12 @@ static int recon_start(struct service *svc, void **state, const struct http_rout
     r->ingest.service = svc->spec->name;
     r->checks.deadline_s = recon_config.apply_deadline_s;
     r->checks.takings_tolerance = recon_config.takings_tolerance;
+    r->checks.sku_side_grace_s = recon_config.sku_side_grace_s;
     r->check_interval_ms = recon_config.check_interval_ms;
     r->group_id = recon_config.group_id;
     r->session_timeout_ms = recon_config.session_timeout_ms;
     snprintf(r->last.ledger, sizeof(r->last.ledger), "not run yet");
+    snprintf(r->last.sku_sides, sizeof(r->last.sku_sides), "not run yet");
     while (ingest_topics[nbase])
         nbase++;
     r->topics = calloc(2 * nbase, sizeof(*r->topics));

@@ -45,6 +45,7 @@ struct recon_config {
     long apply_deadline_s;   /* RECON_APPLY_DEADLINE_S */
     long takings_tolerance;  /* RECON_TAKINGS_TOLERANCE */
     long session_timeout_ms; /* RECON_KAFKA_SESSION_TIMEOUT_MS */
+    long sku_side_grace_s;   /* RECON_SKU_SIDE_GRACE_S */
 };
 extern struct recon_config recon_config;
 

@@ -108,7 +108,7 @@ async function loadFlows() {
     el('td', {}, f.topic), el('td', {class: 'num'}, f.events), el('td', {}, f.last_event_at || 'never'),
     el('td', {class: 'num'}, f.lag), el('td', {class: 'num'}, f.dlq_events), el('td', {class: 'num'}, f.open_dead_letters),
     el('td', {class: f.paused ? 'paused' : ''}, f.paused ? 'paused (lag, no progress)' : 'flowing'))));
-  $('checks').textContent = `Checks last ran ${d.checks.last_run_at || 'never'}; ledger check: ${d.checks.ledger_check}` +
+  $('checks').textContent = `Checks last ran ${d.checks.last_run_at || 'never'}; ledger check: ${d.checks.ledger_check}; SKU check: ${d.checks.sku_check}` +
     (d.checks.error ? `; error: ${d.checks.error}` : '');
 }
 
