@@ -688,6 +688,19 @@ static int on_order(PGconn *conn, struct rec *rc, char *err, size_t errlen)
     r = order_first_seen(conn, rc, o, &f, platform, err, errlen);
     if (r)
         goto out;
+    /* A platform POS sale (Shopify POS) is a till sale too: its SKUs count as sold in store for
+     * the SKU check, once per order (at its creation). */
+    if (o->in_store_sale && o->location_id && *o->location_id &&
+        ev->kind == TILLSYNC__V1__ORDER_EVENT_KIND__ORDER_EVENT_KIND_CREATED) {
+        for (size_t i = 0; i < o->n_lines && r == 0; i++) {
+            const Tillsync__V1__OrderLine *l = o->lines[i];
+            if (skuside_line_is_stock(l->sku, l->ledger_code))
+                r = sighting_add(conn, rc, l->sku, o->location_id, o->location_id, "platform_pos",
+                                 err, errlen);
+        }
+        if (r)
+            goto out;
+    }
     if (ev->kind == TILLSYNC__V1__ORDER_EVENT_KIND__ORDER_EVENT_KIND_CANCELLED) {
         const char *p[] = {platform, nz(o->shop_id), f.source_ref};
         PGresult *res = db_query(conn,

@@ -8,7 +8,8 @@
 #     sale of B clears B's exception and listing C online clears C's;
 #   - a movement at a warehouse does not count as the till side, one at a store's location does;
 #     an untracked catalogue SKU is never "platform only"; a tombstoned variant's SKU sold at a
-#     till is "till only" with the shop it was deleted from;
+#     till is "till only" with the shop it was deleted from; a Shopify POS sale (shop.orders.v1,
+#     in_store_sale) counts as sold in store;
 #   - hostile catalogue records (not UTF-8, a time Postgres cannot store, an 8 KiB SKU, no shop,
 #     bytes that do not decode) are dead-lettered, each once, and the record after them on the
 #     same partition is applied; a loyalty points record is recorded, not dead-lettered;
@@ -148,6 +149,17 @@ exception_of SKU-M
 jq -e '.details.till_locations == ["loc-S1"] and .details.till_stores == null' "$W/x.json" >/dev/null ||
   fail "SKU-M: $(cat "$W/x.json")"
 echo "ok: warehouse movements and untracked SKUs do not count; store locations and deleted variants do"
+
+# ---- a Shopify POS sale is a till sale: a tracked online SKU sold only through Shopify POS
+"$EV" "$PREFIX" catalog ev-cat-p "$SHOP" 107 SKU-P 1
+applied ev-cat-p
+run_checks
+[ "$(open_sides)" = "SKU-E:till_only SKU-M:till_only SKU-P:platform_only" ] || fail "before the POS sale: '$(open_sides)'"
+"$EV" "$PREFIX" posorder ev-pos-1 "$SHOP" 9001 STORE-9 SKU-P
+applied ev-pos-1
+run_checks
+[ "$(open_sides)" = "SKU-E:till_only SKU-M:till_only" ] || fail "after the Shopify POS sale: '$(open_sides)'"
+echo "ok: a Shopify POS sale counts as sold in store"
 
 # ---- hostile catalogue records are dead-lettered; the next record on the partition applies
 for kind in utf8 time longsku noshop; do "$EV" "$PREFIX" hostile "$kind" "ev-bad-$kind"; done

@@ -11,6 +11,8 @@
  *   recon_sku_events <prefix> tombstone <shop> <variant>
  *   recon_sku_events <prefix> hostile <utf8|time|longsku|noshop|garbage> <event_id>
  *   recon_sku_events <prefix> loyalty <event_id>      (a points award, recorded only)
+ *   recon_sku_events <prefix> posorder <event_id> <shop> <order_id> <location> <sku>
+ *       a Shopify POS sale (shop.orders.v1 created, in_store_sale) of one unit at location
  * The shop is a Shopify domain; the record key is "shopify/<shop>/<variant>". Exits 0 once the
  * broker acknowledged the record.
  */
@@ -24,6 +26,7 @@
 #include "kafka.h"
 #include "tillsync/v1/catalog.pb-c.h"
 #include "tillsync/v1/loyalty.pb-c.h"
+#include "tillsync/v1/order.pb-c.h"
 #include "tillsync/v1/pos.pb-c.h"
 #include "tillsync/v1/stock.pb-c.h"
 
@@ -210,10 +213,50 @@ static int loyalty(const char *id)
     return send_rec("loyalty.points.v1", "shopify/shop-a.myshopify.com/M1", &ev.base, id);
 }
 
+static int posorder(const char *id, const char *shop, const char *order_id, const char *location,
+                    const char *sku)
+{
+    Tillsync__V1__ShopOrderEvent ev = TILLSYNC__V1__SHOP_ORDER_EVENT__INIT;
+    Tillsync__V1__ShopOrder o = TILLSYNC__V1__SHOP_ORDER__INIT;
+    Tillsync__V1__PlatformId oid = TILLSYNC__V1__PLATFORM_ID__INIT;
+    Tillsync__V1__OrderLine line = TILLSYNC__V1__ORDER_LINE__INIT, *lp = &line;
+    Tillsync__V1__Money price = TILLSYNC__V1__MONEY__INIT, total = TILLSYNC__V1__MONEY__INIT;
+    Tillsync__V1__Envelope env;
+    char key[512];
+
+    envelope(&env, id);
+    env.source = TILLSYNC__V1__SOURCE_SYSTEM__SOURCE_SYSTEM_SHOPIFY;
+    oid.id = (char *)order_id;
+    price.minor_units = total.minor_units = 500;
+    price.currency = total.currency = "GBP";
+    line.line_id = "1";
+    line.sku = (char *)sku;
+    line.quantity = 1;
+    line.unit_price = &price;
+    o.platform = TILLSYNC__V1__PLATFORM__PLATFORM_SHOPIFY;
+    o.shop_id = (char *)shop;
+    o.order = &oid;
+    o.order_name = "#1";
+    o.source_name = "pos";
+    o.in_store_sale = true;
+    o.location_id = (char *)location;
+    o.currency = "GBP";
+    o.total = &total;
+    o.platform_updated_at_ms = clock_now_ms();
+    o.n_lines = 1;
+    o.lines = &lp;
+    ev.envelope = &env;
+    ev.kind = TILLSYNC__V1__ORDER_EVENT_KIND__ORDER_EVENT_KIND_CREATED;
+    ev.order = &o;
+    snprintf(key, sizeof(key), "shopify/%s/%s", shop, order_id);
+    return send_rec("shop.orders.v1", key, &ev.base, id);
+}
+
 static int usage(void)
 {
-    fprintf(stderr, "usage: KAFKA_BROKERS=... recon_sku_events <prefix> "
-                    "catalog|sale|movement|tombstone|hostile|loyalty ... (see the source)\n");
+    fprintf(stderr,
+            "usage: KAFKA_BROKERS=... recon_sku_events <prefix> "
+            "catalog|sale|movement|tombstone|hostile|loyalty|posorder ... (see the source)\n");
     return 2;
 }
 
@@ -247,6 +290,8 @@ int main(int argc, char **argv)
         rc = garbage(argv[4]);
     else if (!strcmp(cmd, "loyalty") && argc == 4)
         rc = loyalty(argv[3]);
+    else if (!strcmp(cmd, "posorder") && argc == 8)
+        rc = posorder(argv[3], argv[4], argv[5], argv[6], argv[7]);
     else if (!strcmp(cmd, "hostile") && argc == 5)
         rc = catalog(argv[4], "hostile.myshopify.com", "666", "SKU-H", 1, 0, argv[3]);
     else

@@ -22,15 +22,16 @@ CREATE TABLE recon_catalog_items (
 );
 CREATE INDEX recon_catalog_items_sku ON recon_catalog_items (sku);
 
--- The till side: per SKU, store and location, when till sales/returns (source 'pos') or stock
--- movements (source 'stock') named it. Times are the events' occurred-at (the till's own time).
+-- The till side: per SKU, store and location, when till sales/returns (source 'pos'), stock
+-- movements (source 'stock') or platform POS sales such as Shopify POS (source 'platform_pos')
+-- named it. Times are the events' occurred-at (the till's own time).
 -- A movement not sent by a till has store_code ''; it counts as the till side only when its
 -- location is one a till transaction named (a store's location), never at a warehouse.
 CREATE TABLE recon_sku_sightings (
     sku           text   NOT NULL,
     store_code    text   NOT NULL,
     location_id   text   NOT NULL,
-    source        text   NOT NULL CHECK (source IN ('pos', 'stock')),
+    source        text   NOT NULL CHECK (source IN ('pos', 'stock', 'platform_pos')),
     first_seen    timestamptz NOT NULL,
     last_seen     timestamptz NOT NULL,
     last_event_id text   NOT NULL,
