@@ -13,6 +13,7 @@
 #include <strings.h>
 
 #include "clock.h"
+#include "utf8.h"
 
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 static FILE *log_out;                     /* NULL = stdout */
@@ -56,38 +57,6 @@ static void lb_add(struct linebuf *b, const char *s, size_t n)
 static void lb_adds(struct linebuf *b, const char *s)
 {
     lb_add(b, s, strlen(s));
-}
-
-/* Length of the valid UTF-8 sequence at s (s[0] >= 0x80), or 0 if invalid: rejects
- * overlong forms, surrogates and code points above U+10FFFF. */
-static size_t utf8_seq_len(const unsigned char *s, size_t avail)
-{
-    unsigned char c = s[0];
-    size_t n;
-    unsigned lo = 0x80, hi = 0xbf;
-
-    if (c >= 0xc2 && c <= 0xdf)
-        n = 2;
-    else if (c >= 0xe0 && c <= 0xef) {
-        n = 3;
-        if (c == 0xe0)
-            lo = 0xa0;
-        else if (c == 0xed)
-            hi = 0x9f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        n = 4;
-        if (c == 0xf0)
-            lo = 0x90;
-        else if (c == 0xf4)
-            hi = 0x8f;
-    } else
-        return 0;
-    if (avail < n || s[1] < lo || s[1] > hi)
-        return 0;
-    for (size_t i = 2; i < n; i++)
-        if (s[i] < 0x80 || s[i] > 0xbf)
-            return 0;
-    return n;
 }
 
 /* Appends s as a quoted JSON string. */

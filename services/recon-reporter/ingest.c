@@ -22,6 +22,7 @@
 #include "events.h"
 #include "exstore.h"
 #include "skuside.h"
+#include "utf8.h"
 #include "tillsync/v1/catalog.pb-c.h"
 #include "tillsync/v1/exception.pb-c.h"
 #include "tillsync/v1/inventory.pb-c.h"
@@ -55,56 +56,6 @@ static const char *nz(const char *s)
 #define ID_MAX 512
 /* Latest envelope time accepted (9999-12-31T23:59:59.999Z): Postgres takes it as a timestamp. */
 #define TIME_MAX_MS INT64_C(253402300799999)
-
-/* Length of the valid UTF-8 sequence at s (s[0] >= 0x80), else 0. As strict as Postgres: no
- * overlong forms, no surrogates, nothing above U+10FFFF. Stops at a NUL. */
-static size_t utf8_seq(const unsigned char *s)
-{
-    unsigned char c = s[0], lo, hi;
-
-    if (c >= 0xC2 && c <= 0xDF)
-        return (s[1] & 0xC0) == 0x80 ? 2 : 0;
-    if (c >= 0xE0 && c <= 0xEF) {
-        lo = c == 0xE0 ? 0xA0 : 0x80;
-        hi = c == 0xED ? 0x9F : 0xBF;
-        return s[1] >= lo && s[1] <= hi && (s[2] & 0xC0) == 0x80 ? 3 : 0;
-    }
-    if (c >= 0xF0 && c <= 0xF4) {
-        lo = c == 0xF0 ? 0x90 : 0x80;
-        hi = c == 0xF4 ? 0x8F : 0xBF;
-        return s[1] >= lo && s[1] <= hi && (s[2] & 0xC0) == 0x80 && (s[3] & 0xC0) == 0x80 ? 4 : 0;
-    }
-    return 0;
-}
-
-bool ingest_utf8_valid(const char *s)
-{
-    const unsigned char *u = (const unsigned char *)s;
-
-    while (*u) {
-        size_t n = *u < 0x80 ? 1 : utf8_seq(u);
-        if (!n)
-            return false;
-        u += n;
-    }
-    return true;
-}
-
-/* Replace each byte that is not part of valid UTF-8 by '?' (header values, which Postgres
- * would otherwise refuse, failing the whole batch). */
-static void utf8_scrub(char *s)
-{
-    unsigned char *u = (unsigned char *)s;
-
-    while (*u) {
-        size_t n = *u < 0x80 ? 1 : utf8_seq(u);
-        if (!n) {
-            *u = '?';
-            n = 1;
-        }
-        u += n;
-    }
-}
 
 /* Walk m: every set string field (nested messages and repeated fields included, only the set
  * member of a oneof) must be valid UTF-8, and an Envelope's times must be timestamps. */
@@ -145,7 +96,7 @@ static int check_message(const ProtobufCMessage *m, int depth, char *err, size_t
                 int r = check_message(elems[k], depth + 1, err, errlen);
                 if (r)
                     return r;
-            } else if (!ingest_utf8_valid(elems[k])) {
+            } else if (!utf8_valid(elems[k])) {
                 snprintf(err, errlen, "%s.%s is not valid UTF-8", d->name, f->name);
                 return -EPROTO;
             }
@@ -977,7 +928,7 @@ static int catalog_key(const struct kafka_message *m, char *key, size_t cap, cha
     }
     memcpy(key, m->key, m->keylen);
     key[m->keylen] = '\0';
-    if (!ingest_utf8_valid(key)) {
+    if (!utf8_valid(key)) {
         snprintf(err, errlen, "record key is not valid UTF-8");
         return -EPROTO;
     }

@@ -66,9 +66,6 @@ extern const char *const ingest_topics[];
  */
 int ingest_record_check(const ProtobufCMessage *msg, char *err, size_t errlen);
 
-/* true when s is valid UTF-8 (no overlong forms, no surrogates, nothing above U+10FFFF). */
-bool ingest_utf8_valid(const char *s);
-
 /* "YYYY-MM-DD" (UTC) of a Unix time in ms into out (>= 11 bytes). */
 void ingest_date(int64_t ms, char *out, size_t outcap);
 

@@ -1,5 +1,5 @@
 /* Unit tests of the SKU-one-side-only finding (skuside.c) and of the record check ingest runs
- * before applying a record (ingest_record_check, ingest_utf8_valid). */
+ * before applying a record (ingest_record_check, utf8_valid). */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,6 +13,7 @@
 
 #include "ingest.h"
 #include "skuside.h"
+#include "utf8.h"
 #include "tillsync/v1/catalog.pb-c.h"
 #include "tillsync/v1/pos.pb-c.h"
 
@@ -151,15 +152,15 @@ static void test_no_sku(void **state)
 static void test_utf8(void **state)
 {
     (void)state;
-    assert_true(ingest_utf8_valid(""));
-    assert_true(ingest_utf8_valid("SKU-1"));
-    assert_true(ingest_utf8_valid("Caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x9b\x8d")); /* é € 🛍 */
-    assert_false(ingest_utf8_valid("\xff"));
-    assert_false(ingest_utf8_valid("abc\xc3"));          /* truncated */
-    assert_false(ingest_utf8_valid("\xc0\xaf"));         /* overlong '/' */
-    assert_false(ingest_utf8_valid("\xed\xa0\x80"));     /* surrogate */
-    assert_false(ingest_utf8_valid("\xf4\x90\x80\x80")); /* above U+10FFFF */
-    assert_false(ingest_utf8_valid("\xe2\x82"));         /* cut at the end */
+    assert_true(utf8_valid(""));
+    assert_true(utf8_valid("SKU-1"));
+    assert_true(utf8_valid("Caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x9b\x8d")); /* é € 🛍 */
+    assert_false(utf8_valid("\xff"));
+    assert_false(utf8_valid("abc\xc3"));          /* truncated */
+    assert_false(utf8_valid("\xc0\xaf"));         /* overlong '/' */
+    assert_false(utf8_valid("\xed\xa0\x80"));     /* surrogate */
+    assert_false(utf8_valid("\xf4\x90\x80\x80")); /* above U+10FFFF */
+    assert_false(utf8_valid("\xe2\x82"));         /* cut at the end */
 }
 
 /* A nested, repeated string and a oneof member are checked; the envelope's times too. */
