@@ -89,19 +89,12 @@ static int rate_attach(struct intake *in, char *err, size_t errlen)
     in->rate = (struct shop_rate){rate_take, rate_correct, in};
     for (size_t i = 0; i < in->shops.n; i++) {
         struct shop *s = &in->shops.shops[i];
-        bool shopify = s->ops->compare_and_set;
         struct ratelimit_bucket *b = &in->buckets[i];
-        b->capacity = shopify ? in->opts.shopify_bucket : in->opts.shopline_bucket;
-        b->refill_per_s = shopify ? in->opts.shopify_restore : in->opts.shopline_rate;
-        if (b->capacity <= 0 || b->refill_per_s <= 0)
-            continue;
-        if (ratelimit_key(in->svc->tenant_id, s->domain, s->ops->rate_api, in->bucket_keys[i],
-                          sizeof(in->bucket_keys[i])) < 0) {
-            snprintf(err, errlen, "SHOPS_FILE: shop %s: bucket key too long", s->key);
+        if (platform_bucket(s, in->svc->tenant_id, &in->opts.budgets, b, in->bucket_keys[i],
+                            sizeof(in->bucket_keys[i]), err, errlen) < 0)
             return -EINVAL;
-        }
-        b->key = in->bucket_keys[i];
-        s->rate = &in->rate;
+        if (b->capacity > 0 && b->refill_per_s > 0)
+            s->rate = &in->rate;
     }
     return 0;
 }

@@ -26,6 +26,7 @@
 #include <stddef.h>
 
 #include "http.h"
+#include "platform.h"
 #include "service.h"
 #include "shops.h"
 
@@ -34,9 +35,9 @@ struct intake_opts {
     long poll_interval_ms;  /* 0 = no background poll */
     long poll_grace_ms;     /* orders updated more recently are left to their webhooks */
     long kafka_timeout_ms;
-    /* The shops' shared API budgets, the same buckets as the outbound push's (SHOPIFY_BUCKET_POINTS
-     * and so on): catalogue pages and the poll take their cost from them. 0 = none. */
-    long shopify_bucket, shopify_restore, shopline_bucket, shopline_rate;
+    /* The shops' shared API budgets, the same buckets as the outbound push's: catalogue pages
+     * and the poll take their cost from them. A zero size or rate = none for that platform. */
+    struct platform_budgets budgets;
 };
 
 /* Outcome of one payload. */

@@ -93,10 +93,7 @@ static int start(struct service *svc, void **state, const struct http_route **ro
         .poll_interval_ms = poll_interval_ms,
         .poll_grace_ms = poll_grace_ms,
         .kafka_timeout_ms = kafka_timeout_ms,
-        .shopify_bucket = shopify_bucket,
-        .shopify_restore = shopify_restore,
-        .shopline_bucket = shopline_bucket,
-        .shopline_rate = shopline_rate,
+        .budgets = {shopify_bucket, shopify_restore, shopline_bucket, shopline_rate},
     };
     struct push_opts po = {
         .shops_file = shops_file,
@@ -106,10 +103,7 @@ static int start(struct service *svc, void **state, const struct http_route **ro
         .window_max_ms = window_max_ms < window_min_ms ? window_min_ms : window_max_ms,
         .low_stock = low_stock,
         .cas_settle_ms = cas_settle_ms,
-        .shopify_bucket = shopify_bucket,
-        .shopify_restore = shopify_restore,
-        .shopline_bucket = shopline_bucket,
-        .shopline_rate = shopline_rate,
+        .budgets = {shopify_bucket, shopify_restore, shopline_bucket, shopline_rate},
         .drift_interval_ms = drift_interval_ms,
         .drift_sample = drift_sample,
         .drift_threshold = drift_threshold,

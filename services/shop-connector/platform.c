@@ -449,3 +449,19 @@ int rest_order_parse(const struct shop *shop, const struct rest_dialect *d, cons
     }
     return 0;
 }
+
+int platform_bucket(const struct shop *shop, const char *tenant,
+                    const struct platform_budgets *budgets, struct ratelimit_bucket *b, char *key,
+                    size_t keycap, char *err, size_t errlen)
+{
+    bool shopify = shop->ops->compare_and_set;
+
+    b->capacity = shopify ? budgets->shopify_bucket : budgets->shopline_bucket;
+    b->refill_per_s = shopify ? budgets->shopify_restore : budgets->shopline_rate;
+    if (ratelimit_key(tenant, shop->domain, shop->ops->rate_api, key, keycap) < 0) {
+        snprintf(err, errlen, "SHOPS_FILE: shop %s: bucket key too long", shop->key);
+        return -EINVAL;
+    }
+    b->key = key;
+    return 0;
+}

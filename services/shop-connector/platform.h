@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "arena.h"
+#include "ratelimit.h"
 #include "shops.h"
 #include "tillsync/v1/catalog.pb-c.h"
 #include "tillsync/v1/order.pb-c.h"
@@ -168,6 +169,20 @@ struct platform_ops {
     int (*read_levels)(const struct shop *shop, struct level_read *r, size_t n,
                        struct platform_budget *budget, char *err, size_t errlen);
 };
+
+/* The shared API budgets of the shops as configured (SHOPIFY_BUCKET_POINTS and so on). */
+struct platform_budgets {
+    long shopify_bucket, shopify_restore, shopline_bucket, shopline_rate;
+};
+
+/*
+ * Fill b with shop's shared bucket of tenant (the one the push, the intake and loyalty-sync all
+ * take from): capacity and rate of its platform from budgets, key written into key[keycap] and
+ * borrowed by b. Returns 0, or -EINVAL with err when the key does not fit.
+ */
+int platform_bucket(const struct shop *shop, const char *tenant,
+                    const struct platform_budgets *budgets, struct ratelimit_bucket *b, char *key,
+                    size_t keycap, char *err, size_t errlen);
 
 /* The adapter registered under name, or NULL. */
 const struct platform_ops *platform_find(const char *name);

@@ -1294,15 +1294,9 @@ struct push *push_new(struct service *svc, const struct push_opts *opts, char *e
         s->rand_state = 2463534242u + (uint32_t)i * 7919u + (uint32_t)clock_mono_ms();
         if (!s->rand_state)
             s->rand_state = 1;
-        bool shopify = s->ops->compare_and_set;
-        s->bucket.capacity = shopify ? opts->shopify_bucket : opts->shopline_bucket;
-        s->bucket.refill_per_s = shopify ? opts->shopify_restore : opts->shopline_rate;
-        if (ratelimit_key(svc->tenant_id, s->shop->domain, s->ops->rate_api, s->bucket_key,
-                          sizeof(s->bucket_key)) < 0) {
-            snprintf(err, errlen, "SHOPS_FILE: shop %s: bucket key too long", s->shop->key);
+        if (platform_bucket(s->shop, svc->tenant_id, &opts->budgets, &s->bucket, s->bucket_key,
+                            sizeof(s->bucket_key), err, errlen) < 0)
             goto fail;
-        }
-        s->bucket.key = s->bucket_key;
         s->next_drift = clock_mono_ms() + opts->drift_interval_ms;
         if (done_load(s, err, errlen) < 0)
             goto fail;

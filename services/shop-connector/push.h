@@ -62,6 +62,7 @@
 #include <stddef.h>
 
 #include "http.h"
+#include "platform.h"
 #include "service.h"
 
 struct push_opts {
@@ -71,9 +72,8 @@ struct push_opts {
     long window_min_ms, window_max_ms;
     long low_stock;
     long cas_settle_ms;
-    long shopify_bucket, shopify_restore; /* points, points/s */
-    long shopline_bucket, shopline_rate;  /* requests, requests/s */
-    long drift_interval_ms;               /* 0 = no drift check */
+    struct platform_budgets budgets; /* the shops' shared API buckets */
+    long drift_interval_ms;          /* 0 = no drift check */
     long drift_sample;
     long drift_threshold;
     long drift_grace_ms;
