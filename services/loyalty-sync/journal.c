@@ -224,6 +224,30 @@ int journal_mark_published(PGconn *db, const char *idem_key, char *err, size_t e
     return 0;
 }
 
+int journal_member_writes(PGconn *db, const char *member_id, const char *except_key, int64_t base,
+                          int64_t upto, struct journal_member_writes *w, char *err, size_t errlen)
+{
+    char b[24], u[24];
+    snprintf(b, sizeof b, "%" PRId64, base);
+    snprintf(u, sizeof u, "%" PRId64, upto);
+    const char *p[] = {member_id, except_key, b, u};
+    PGresult *r = PQexecParams(
+        db,
+        "SELECT count(*) FILTER (WHERE expected_version = $3::bigint), "
+        "count(*) FILTER (WHERE expected_version > $3::bigint AND expected_version < $4::bigint), "
+        "coalesce(sum(points) FILTER (WHERE expected_version > $3::bigint AND "
+        "expected_version < $4::bigint), 0) FROM loyalty_change WHERE member_id = $1 AND "
+        "state = 'applied' AND idem_key <> $2",
+        4, NULL, p, NULL, NULL, 0);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK)
+        return res_fail(r, db, "journal member writes", err, errlen);
+    w->at_base = i64(PQgetvalue(r, 0, 0));
+    w->after = i64(PQgetvalue(r, 0, 1));
+    w->after_points = i64(PQgetvalue(r, 0, 2));
+    PQclear(r);
+    return 0;
+}
+
 int journal_open_keys(PGconn *db, const char *only_source, bool only_waiting, char ***keys,
                       size_t *n, char *err, size_t errlen)
 {

@@ -44,7 +44,7 @@ struct journal_change {
     char source_key[200];
     char member_id[64];
     int64_t points;
-    int64_t balance_after;    /* -1 unknown */
+    int64_t balance_after;    /* -1 unknown; in_flight: the balance if the write lands */
     int64_t expected_version; /* -1 unknown; JOURNAL_VERSION_NOT_WRITTEN: see below */
     int64_t amount_minor;
     char currency[8];
@@ -95,6 +95,17 @@ int journal_commit(PGconn *db, const struct journal_change *c, const struct jour
 
 /* Mark c published. Returns 0 or -EIO. */
 int journal_mark_published(PGconn *db, const char *idem_key, char *err, size_t errlen);
+
+/* Our applied writes to one member, other than except_key, by the version they replaced. */
+struct journal_member_writes {
+    int64_t at_base;      /* how many replaced version base */
+    int64_t after;        /* how many replaced a version in (base, upto) */
+    int64_t after_points; /* and the points they added */
+};
+
+/* Fill w for member_id. Returns 0 or -EIO. */
+int journal_member_writes(PGconn *db, const char *member_id, const char *except_key, int64_t base,
+                          int64_t upto, struct journal_member_writes *w, char *err, size_t errlen);
 
 /*
  * Idempotency keys of open changes, oldest first: states failed, ambiguous, in_flight and

@@ -386,6 +386,7 @@ static int change_write(struct loyalty *l, PGconn *db, struct memberlock *lk,
         }
         c->state = CHANGE_IN_FLIGHT;
         c->expected_version = before.version;
+        c->balance_after = before.version >= 0 ? before.points + c->points : -1;
         c->attempts++;
         rc = journal_change_put(db, c, err, errlen);
         if (rc)
@@ -434,6 +435,54 @@ static int change_write(struct loyalty *l, PGconn *db, struct memberlock *lk,
 static int change_apply(struct loyalty *l, struct journal_change *want, bool replay, char *err,
                         size_t errlen);
 
+/*
+ * cur was in flight when an earlier run died between the platform call and the journal: did its
+ * write land? The write replaced the member's version v = cur->expected_version (a compare-and-
+ * set), so: the member still at v, or another of our applied writes that replaced v, means it
+ * did not. Otherwise, when every later version is one of our applied writes, the single unknown
+ * step from v tells by its points: the balance cur expected (landed) or the one before (another
+ * writer, which changed no points). Anything else cannot be told apart. Returns 0 not landed,
+ * 1 landed, 2 unknown (why set), -EAGAIN / -EIO when the member or journal cannot be read now.
+ */
+static int inflight_outcome(struct loyalty *l, PGconn *db, const struct journal_change *cur,
+                            char *why, size_t whylen, char *err, size_t errlen)
+{
+    struct member now;
+    struct journal_member_writes w;
+    int64_t v = cur->expected_version, before = cur->balance_after - cur->points;
+    char e2[256];
+    int rc = member_api_get(l->o.api, cur->member_id, &now, e2, sizeof e2);
+
+    if (rc == -ENOENT) {
+        snprintf(why, whylen, "member not found after an interrupted write: %.150s", e2);
+        return 2;
+    }
+    if (rc) {
+        snprintf(err, errlen, "member read after an interrupted write: %.200s", e2);
+        return -EAGAIN;
+    }
+    if (now.version == v)
+        return 0;
+    if (now.version >= 0 && v >= 0 && now.version > v) {
+        rc = journal_member_writes(db, cur->member_id, cur->idem_key, v, now.version, &w, err,
+                                   errlen);
+        if (rc)
+            return rc;
+        if (w.at_base > 0)
+            return 0;
+        if (cur->balance_after >= 0 && w.after == now.version - v - 1) {
+            if (now.points == cur->balance_after + w.after_points)
+                return 1;
+            if (now.points == before + w.after_points)
+                return 0;
+        }
+    }
+    snprintf(why, whylen,
+             "an earlier attempt may have been applied (member changed since): check the member, "
+             "then replay or close");
+    return 2;
+}
+
 /* After an award committed: apply the reversals that were waiting for it. */
 static int waiting_drive(struct loyalty *l, const char *source_key, char *err, size_t errlen)
 {
@@ -470,7 +519,7 @@ static int change_apply(struct loyalty *l, struct journal_change *want, bool rep
     struct journal_change cur;
     struct journal_award award;
     struct memberlock lk = {0};
-    bool award_known = false, drive_waiting = false, redrive = false;
+    bool award_known = false, drive_waiting = false, redrive = false, landed = false;
     struct member known = {.version = -1};
     int64_t refunded = 0;
     int rc;
@@ -601,18 +650,17 @@ static int change_apply(struct loyalty *l, struct journal_change *want, bool rep
     }
     if (rc == 0 && cur.state == CHANGE_IN_FLIGHT &&
         cur.expected_version != JOURNAL_VERSION_NOT_WRITTEN) {
-        /* an earlier attempt died between the platform call and the journal: did it land? */
-        struct member now;
-        char e2[256];
-        rc = member_api_get(l->o.api, want->member_id, &now, e2, sizeof e2);
-        if (rc || now.version < 0 || now.version != cur.expected_version) {
+        rc = inflight_outcome(l, db, &cur, want->failure_reason, sizeof want->failure_reason, err,
+                              errlen);
+        if (rc < 0)
+            goto out;
+        if (rc == 2) {
             want->state = CHANGE_FAILED;
-            snprintf(want->failure_reason, sizeof want->failure_reason,
-                     "an earlier attempt may have been applied (member changed since): check the "
-                     "member, then replay or close");
             goto failed;
         }
+        landed = rc == 1;
     }
+    rc = 0;
     if (want->kind == CHANGE_REVERSAL) {
         rc = journal_award_get(db, want->source_key, &award, err, errlen);
         if (rc)
@@ -628,9 +676,16 @@ static int change_apply(struct loyalty *l, struct journal_change *want, bool rep
             goto out;
         }
     }
-    rc = change_write(l, db, &lk, want,
-                      known.id[0] && strcmp(known.id, want->member_id) == 0 ? &known : NULL, err,
-                      errlen);
+    if (landed) {
+        want->balance_after = cur.balance_after;
+        want->expected_version = cur.expected_version;
+        log_kv(LOG_LVL_INFO, "interrupted points write had landed", "idempotency_key",
+               want->idem_key, "member_id", want->member_id, NULL);
+    } else {
+        rc = change_write(l, db, &lk, want,
+                          known.id[0] && strcmp(known.id, want->member_id) == 0 ? &known : NULL,
+                          err, errlen);
+    }
     if (rc < 0)
         goto out;
     if (rc == 1) {
@@ -650,6 +705,7 @@ static int change_apply(struct loyalty *l, struct journal_change *want, bool rep
     goto out;
 
 failed:
+    want->balance_after = -1;
     rc = journal_change_put(db, want, err, errlen);
     if (rc)
         goto out;
