@@ -520,16 +520,45 @@ static int check_sku_sides(PGconn *conn, const struct checks_opts *o, int64_t ru
     return rc ? rc : check_sweep(conn, "sku_sides", run, res, err, errlen);
 }
 
+/*
+ * One run at a time, across this process's timer and API and across replicas: two interleaved
+ * runs would each sweep (clear) what the other just found.
+ */
+#define CHECKS_LOCK "SELECT pg_%s(hashtext('recon-reporter:checks'))"
+
+static int checks_run_locked(PGconn *conn, const struct checks_opts *o, struct checks_result *res,
+                             char *err, size_t errlen);
+
 int checks_run(PGconn *conn, const struct checks_opts *o, struct checks_result *res, char *err,
                size_t errlen)
+{
+    char q[80];
+    int rc;
+
+    memset(res, 0, sizeof(*res));
+    snprintf(res->ledger, sizeof(res->ledger), "not run");
+    snprintf(res->sku_sides, sizeof(res->sku_sides), "not run");
+    snprintf(q, sizeof q, CHECKS_LOCK, "advisory_lock");
+    if (db_exec(conn, q, 0, NULL, err, errlen))
+        return -EIO;
+    rc = checks_run_locked(conn, o, res, err, errlen);
+    if (PQtransactionStatus(conn) != PQTRANS_IDLE)
+        PQclear(PQexec(conn, "ROLLBACK")); /* a failed step left its transaction open */
+    snprintf(q, sizeof q, CHECKS_LOCK, "advisory_unlock");
+    if (db_exec(conn, q, 0, NULL, rc ? (char[256]){0} : err, rc ? 256 : errlen)) {
+        PQreset(conn); /* the session (and its lock) must not outlive a failed unlock */
+        rc = rc ? rc : -EIO;
+    }
+    return rc;
+}
+
+static int checks_run_locked(PGconn *conn, const struct checks_opts *o, struct checks_result *res,
+                             char *err, size_t errlen)
 {
     PGresult *r;
     int64_t run;
     int rc = 0, one;
 
-    memset(res, 0, sizeof(*res));
-    snprintf(res->ledger, sizeof(res->ledger), "not run");
-    snprintf(res->sku_sides, sizeof(res->sku_sides), "not run");
     r = db_query(conn, "SELECT coalesce(max(run_id), 0) + 1 FROM recon_check_state", 0, NULL, err,
                  errlen);
     if (!r)
