@@ -2,6 +2,7 @@
 #include "claims.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,11 +43,24 @@ static char *array_literal(const char *const *v, size_t stride, size_t n)
  */
 static PGconn *claims_conn(struct pg *pg, char *err, size_t errlen)
 {
+    /* sessions already switched, by backend pid: a repaired connection is a new session */
+    static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    static int set_pids[128];
+    static size_t nset;
     PGconn *conn = pg_acquire(pg, 2000, err, errlen);
     PGresult *res;
+    int pid;
+    bool done = false;
 
     if (!conn)
         return NULL;
+    pid = PQbackendPID(conn);
+    pthread_mutex_lock(&mu);
+    for (size_t i = 0; i < nset && i < sizeof(set_pids) / sizeof(set_pids[0]) && !done; i++)
+        done = set_pids[i] == pid;
+    pthread_mutex_unlock(&mu);
+    if (done)
+        return conn;
     res = PQexec(conn, "SET synchronous_commit TO off");
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
         snprintf(err, errlen, "SET synchronous_commit: %s", PQresultErrorMessage(res));
@@ -55,10 +69,14 @@ static PGconn *claims_conn(struct pg *pg, char *err, size_t errlen)
         return NULL;
     }
     PQclear(res);
+    pthread_mutex_lock(&mu);
+    set_pids[nset++ % (sizeof(set_pids) / sizeof(set_pids[0]))] = pid;
+    pthread_mutex_unlock(&mu);
     return conn;
 }
 
-int claims_claim(struct pg *pg, struct claim *c, size_t n, long lease_ms, char *err, size_t errlen)
+static int claim_direct(struct pg *pg, struct claim *c, size_t n, long lease_ms, char *err,
+                        size_t errlen)
 {
     static const char sql[] =
         "WITH input AS (SELECT * FROM unnest($1::uuid[], $2::text[]) WITH ORDINALITY "
@@ -120,7 +138,8 @@ out:
     return rc;
 }
 
-int claims_finish(struct pg *pg, const char *const *ids, size_t n, int ok, char *err, size_t errlen)
+static int finish_direct(struct pg *pg, const char *const *ids, size_t n, int ok, char *err,
+                         size_t errlen)
 {
     const char *sql = ok ? "UPDATE pos_ingest_claims SET published_at = now() "
                            "WHERE event_id = ANY($1::uuid[])"
@@ -145,5 +164,198 @@ int claims_finish(struct pg *pg, const char *const *ids, size_t n, int ok, char 
     PQclear(res);
     pg_release(pg, conn);
     free(lit);
+    return rc;
+}
+
+/* ---- group commit ----------------------------------------------------------------------------
+ * Single-fact requests arrive one per HTTP worker, each worth one small statement (two with its
+ * SET). Concurrent small calls are gathered instead: the first caller to find no statement in
+ * progress runs one for everything waiting (leader), the others wait for their results. A call
+ * larger than GROUP_SMALL (a batch upload) is one statement already and goes straight through.
+ */
+#define GROUP_SMALL 32
+#define GROUP_MAX   1024 /* facts per gathered statement */
+
+struct greq {
+    struct greq *next;
+    struct pg *pg;
+    struct claim *c;        /* claim */
+    const char *const *ids; /* finish */
+    size_t n;
+    int rc;
+    bool done;
+    pthread_cond_t cv; /* its own: a flush wakes only whom it concerns */
+    char err[256];
+};
+
+struct group {
+    pthread_mutex_t mu;
+    struct greq *head, **tail;
+    bool busy;
+};
+
+static struct group g_claim = {PTHREAD_MUTEX_INITIALIZER, NULL, NULL, false};
+static struct group g_finish[2] = {{PTHREAD_MUTEX_INITIALIZER, NULL, NULL, false},
+                                   {PTHREAD_MUTEX_INITIALIZER, NULL, NULL, false}};
+
+/* Take from g's queue the requests that go with the first one (same pool, room left). */
+static struct greq *group_take(struct group *g)
+{
+    struct greq *batch = NULL, **bt = &batch, **pp = &g->head;
+    struct pg *pg = g->head->pg;
+    size_t total = 0;
+
+    while (*pp) {
+        struct greq *r = *pp;
+
+        if (r->pg == pg && (total == 0 || total + r->n <= GROUP_MAX)) {
+            *pp = r->next;
+            r->next = NULL;
+            *bt = r;
+            bt = &r->next;
+            total += r->n;
+        } else {
+            pp = &r->next;
+        }
+    }
+    g->tail = pp;
+    return batch;
+}
+
+/* Queue me on g; lead statements (flush) until me is answered. Returns me->rc. */
+static int group_run(struct group *g, struct greq *me, void (*flush)(struct greq *, void *),
+                     void *arg)
+{
+    pthread_cond_init(&me->cv, NULL);
+    pthread_mutex_lock(&g->mu);
+    if (!g->tail)
+        g->tail = &g->head;
+    *g->tail = me;
+    g->tail = &me->next;
+    while (!me->done) {
+        if (g->busy) {
+            pthread_cond_wait(&me->cv, &g->mu);
+            continue;
+        }
+        struct greq *batch = group_take(g);
+
+        g->busy = true;
+        pthread_mutex_unlock(&g->mu);
+        flush(batch, arg);
+        pthread_mutex_lock(&g->mu);
+        g->busy = false;
+        for (struct greq *r = batch, *next; r; r = next) {
+            next = r->next; /* r is gone once its caller has seen done */
+            r->done = true;
+            if (r != me)
+                pthread_cond_signal(&r->cv);
+        }
+        if (g->head) /* the first one waiting leads the next statement */
+            pthread_cond_signal(&g->head->cv);
+    }
+    pthread_mutex_unlock(&g->mu);
+    pthread_cond_destroy(&me->cv);
+    return me->rc;
+}
+
+/*
+ * One claim statement for a batch. An id wanted by two requests is sent once, for the first:
+ * the others get what a second request would get right after it (in flight, or the first's
+ * answer when that was not a new claim; a different body is a conflict either way).
+ */
+static void claim_flush(struct greq *batch, void *arg)
+{
+    long lease_ms = *(const long *)arg;
+    size_t total = 0, nu = 0;
+    struct claim *uniq;
+    char err[256] = "";
+    int rc;
+
+    for (struct greq *r = batch; r; r = r->next)
+        total += r->n;
+    uniq = calloc(total, sizeof(*uniq));
+    if (!uniq)
+        abort(); /* OOM policy */
+    for (struct greq *r = batch; r; r = r->next)
+        for (size_t i = 0; i < r->n; i++) {
+            size_t k = 0;
+
+            while (k < nu && strcmp(uniq[k].event_id, r->c[i].event_id) != 0)
+                k++;
+            if (k == nu)
+                uniq[nu++] = r->c[i];
+        }
+    rc = claim_direct(batch->pg, uniq, nu, lease_ms, err, sizeof(err));
+    for (struct greq *r = batch; r; r = r->next) {
+        r->rc = rc;
+        snprintf(r->err, sizeof(r->err), "%s", err);
+        for (size_t i = 0; rc == 0 && i < r->n; i++) {
+            size_t k = 0;
+
+            while (strcmp(uniq[k].event_id, r->c[i].event_id) != 0)
+                k++;
+            if (strcmp(uniq[k].body_hash, r->c[i].body_hash) != 0) {
+                r->c[i].state = CLAIM_CONFLICT;
+            } else {
+                r->c[i].state = uniq[k].state;
+                if (uniq[k].state == CLAIM_OWNED)
+                    uniq[k].state = CLAIM_IN_FLIGHT; /* for any later asker in this batch */
+            }
+        }
+    }
+    free(uniq);
+}
+
+static void finish_flush(struct greq *batch, void *arg)
+{
+    int ok = *(const int *)arg;
+    size_t total = 0, k = 0;
+    const char **ids;
+    char err[256] = "";
+    int rc;
+
+    for (struct greq *r = batch; r; r = r->next)
+        total += r->n;
+    ids = calloc(total, sizeof(*ids));
+    if (!ids)
+        abort(); /* OOM policy */
+    for (struct greq *r = batch; r; r = r->next)
+        for (size_t i = 0; i < r->n; i++)
+            ids[k++] = r->ids[i];
+    rc = finish_direct(batch->pg, ids, total, ok, err, sizeof(err));
+    for (struct greq *r = batch; r; r = r->next) {
+        r->rc = rc;
+        snprintf(r->err, sizeof(r->err), "%s", err);
+    }
+    free(ids);
+}
+
+int claims_claim(struct pg *pg, struct claim *c, size_t n, long lease_ms, char *err, size_t errlen)
+{
+    struct greq me = {.pg = pg, .c = c, .n = n};
+    int rc;
+
+    if (n == 0)
+        return 0;
+    if (n > GROUP_SMALL)
+        return claim_direct(pg, c, n, lease_ms, err, errlen);
+    rc = group_run(&g_claim, &me, claim_flush, &lease_ms);
+    if (rc)
+        snprintf(err, errlen, "%s", me.err);
+    return rc;
+}
+
+int claims_finish(struct pg *pg, const char *const *ids, size_t n, int ok, char *err, size_t errlen)
+{
+    struct greq me = {.pg = pg, .ids = ids, .n = n};
+    int rc;
+
+    if (n == 0)
+        return 0;
+    if (n > GROUP_SMALL)
+        return finish_direct(pg, ids, n, ok, err, errlen);
+    rc = group_run(&g_finish[ok ? 1 : 0], &me, finish_flush, &ok);
+    if (rc)
+        snprintf(err, errlen, "%s", me.err);
     return rc;
 }

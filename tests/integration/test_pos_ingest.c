@@ -10,6 +10,7 @@
  * Isolation: own database (pi_<pid>), own topic prefix (pi<pid>.), own tenant.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -1078,6 +1079,116 @@ static void test_batch_10000_twice(void **state)
     }
 }
 
+/*
+ * Concurrent single requests: the claims of simultaneous requests go to Postgres together
+ * (claims.c), yet each request gets what it would alone. CONC_THREADS tills send CONC_EACH
+ * distinct sales each (all accepted, each published once) and, all at one moment, the same
+ * sale (one accepted and published once; the others a duplicate or "in progress, retry").
+ */
+#define CONC_THREADS 24
+#define CONC_EACH    10
+#define CONC_SALE(id, till)                                                                        \
+    "{\"transaction_id\":\"" id "\",\"store_code\":\"S001\",\"till_id\":\"" till "\","             \
+    "\"kind\":\"sale\",\"occurred_at\":\"2026-11-24T11:00:00Z\",\"currency\":\"EUR\","             \
+    "\"cashier_id\":\"%s\",\"lines\":[{\"sku\":\"SKU-KNOWN\",\"quantity\":1,"                      \
+    "\"unit_price\":\"5.00\"}],\"tenders\":[{\"type\":\"cash\",\"amount\":\"5.00\"}],"             \
+    "\"total\":\"5.00\"}"
+
+struct conc {
+    pthread_t t;
+    int id;
+    pthread_barrier_t *go;
+    int accepted, duplicate, in_progress, other; /* of the shared sale */
+    int distinct_ok;
+};
+
+/* POST body; the answer's status and "status" field. */
+static long conc_post(const char *body, char *status, size_t cap)
+{
+    char *resp;
+    long st = http_at(addr, "POST", "/v1/transactions", KEY_S001, "application/json", body,
+                      strlen(body), &resp);
+    json_t *r = json_loads(resp, 0, NULL);
+    const char *f = st >= 400
+                        ? json_string_value(json_object_get(json_object_get(r, "error"), "code"))
+                        : json_string_value(json_object_get(r, "status"));
+
+    snprintf(status, cap, "%s", f ? f : "");
+    json_decref(r);
+    free(resp);
+    return st;
+}
+
+static void *conc_run(void *arg)
+{
+    struct conc *c = arg;
+    char body[1024], status[64];
+    long st;
+
+    pthread_barrier_wait(c->go);
+    snprintf(body, sizeof(body), CONC_SALE("CC-SAME", "TS"), "C1");
+    st = conc_post(body, status, sizeof(status));
+    if (st == 202 && strcmp(status, "accepted") == 0)
+        c->accepted++;
+    else if (st == 202 && strcmp(status, "duplicate") == 0)
+        c->duplicate++;
+    else if (st == 503 && strcmp(status, "in_progress") == 0)
+        c->in_progress++;
+    else
+        c->other++;
+    for (int j = 0; j < CONC_EACH; j++) {
+        char id[32], b2[1024];
+
+        snprintf(id, sizeof(id), "CC-%d-%d", c->id, j);
+        snprintf(b2, sizeof(b2), CONC_SALE("%s", "TC"), id, "C1");
+        st = conc_post(b2, status, sizeof(status));
+        c->distinct_ok += st == 202 && strcmp(status, "accepted") == 0;
+    }
+    return NULL;
+}
+
+static void test_concurrent_requests(void **state)
+{
+    struct conc cs[CONC_THREADS];
+    pthread_barrier_t go;
+    int accepted = 0, duplicate = 0, in_progress = 0, other = 0, distinct = 0;
+    char body[1024], status[64];
+
+    (void)state;
+    pthread_barrier_init(&go, NULL, CONC_THREADS);
+    for (int i = 0; i < CONC_THREADS; i++) {
+        cs[i] = (struct conc){.id = i, .go = &go};
+        assert_int_equal(pthread_create(&cs[i].t, NULL, conc_run, &cs[i]), 0);
+    }
+    for (int i = 0; i < CONC_THREADS; i++) {
+        pthread_join(cs[i].t, NULL);
+        accepted += cs[i].accepted;
+        duplicate += cs[i].duplicate;
+        in_progress += cs[i].in_progress;
+        other += cs[i].other;
+        distinct += cs[i].distinct_ok;
+    }
+    pthread_barrier_destroy(&go);
+    printf("same sale from %d tills at once: %d accepted, %d duplicate, %d in progress\n",
+           CONC_THREADS, accepted, duplicate, in_progress);
+    assert_int_equal(other, 0);
+    assert_int_equal(accepted, 1);
+    assert_int_equal(distinct, CONC_THREADS * CONC_EACH);
+    /* settled: the same sale is a duplicate, another body under its id a conflict */
+    snprintf(body, sizeof(body), CONC_SALE("CC-SAME", "TS"), "C1");
+    assert_int_equal(conc_post(body, status, sizeof(status)), 202);
+    assert_string_equal(status, "duplicate");
+    snprintf(body, sizeof(body), CONC_SALE("CC-SAME", "TS"), "C2");
+    assert_int_equal(conc_post(body, status, sizeof(status)), 409);
+    {
+        struct recs all = consume_all("pos.transactions.v1");
+
+        assert_int_equal(count_key(&all, "S001/TS"), 1);
+        assert_int_equal(count_key(&all, "S001/TC"), CONC_THREADS * CONC_EACH);
+        recs_free(&all);
+    }
+}
+
 /* Kafka unreachable: 503 quickly; the same requests retried once Kafka is back succeed and
  * their events appear exactly once. A second instance points at a dead broker; the retry goes
  * to the instance with the live broker (same database: the claims are shared). */
@@ -1179,6 +1290,7 @@ int main(void)
         cmocka_unit_test(test_bad_requests),
         cmocka_unit_test(test_batch_mixed_and_conflict),
         cmocka_unit_test(test_batch_10000_twice),
+        cmocka_unit_test(test_concurrent_requests),
         cmocka_unit_test(test_kafka_down_then_retry),
         cmocka_unit_test(test_key_rotation),
     };
