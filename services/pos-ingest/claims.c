@@ -258,6 +258,25 @@ static int group_run(struct group *g, struct greq *me, void (*flush)(struct greq
     return me->rc;
 }
 
+/* How many facts the requests of batch carry. */
+static size_t batch_total(const struct greq *batch)
+{
+    size_t total = 0;
+
+    for (const struct greq *r = batch; r; r = r->next)
+        total += r->n;
+    return total;
+}
+
+/* The statement's outcome, to every request of batch. */
+static void batch_answer(struct greq *batch, int rc, const char *err)
+{
+    for (struct greq *r = batch; r; r = r->next) {
+        r->rc = rc;
+        snprintf(r->err, sizeof(r->err), "%s", err);
+    }
+}
+
 /*
  * One claim statement for a batch. An id wanted by two requests is sent once, for the first:
  * the others get what a second request would get right after it (in flight, or the first's
@@ -266,14 +285,11 @@ static int group_run(struct group *g, struct greq *me, void (*flush)(struct greq
 static void claim_flush(struct greq *batch, void *arg)
 {
     long lease_ms = *(const long *)arg;
-    size_t total = 0, nu = 0;
-    struct claim *uniq;
+    size_t nu = 0;
+    struct claim *uniq = calloc(batch_total(batch), sizeof(*uniq));
     char err[256] = "";
     int rc;
 
-    for (struct greq *r = batch; r; r = r->next)
-        total += r->n;
-    uniq = calloc(total, sizeof(*uniq));
     if (!uniq)
         abort(); /* OOM policy */
     for (struct greq *r = batch; r; r = r->next)
@@ -286,10 +302,9 @@ static void claim_flush(struct greq *batch, void *arg)
                 uniq[nu++] = r->c[i];
         }
     rc = claim_direct(batch->pg, uniq, nu, lease_ms, err, sizeof(err));
-    for (struct greq *r = batch; r; r = r->next) {
-        r->rc = rc;
-        snprintf(r->err, sizeof(r->err), "%s", err);
-        for (size_t i = 0; rc == 0 && i < r->n; i++) {
+    batch_answer(batch, rc, err);
+    for (struct greq *r = batch; r && rc == 0; r = r->next) {
+        for (size_t i = 0; i < r->n; i++) {
             size_t k = 0;
 
             while (strcmp(uniq[k].event_id, r->c[i].event_id) != 0)
@@ -309,24 +324,16 @@ static void claim_flush(struct greq *batch, void *arg)
 static void finish_flush(struct greq *batch, void *arg)
 {
     int ok = *(const int *)arg;
-    size_t total = 0, k = 0;
-    const char **ids;
+    size_t total = batch_total(batch), k = 0;
+    const char **ids = calloc(total, sizeof(*ids));
     char err[256] = "";
-    int rc;
 
-    for (struct greq *r = batch; r; r = r->next)
-        total += r->n;
-    ids = calloc(total, sizeof(*ids));
     if (!ids)
         abort(); /* OOM policy */
     for (struct greq *r = batch; r; r = r->next)
         for (size_t i = 0; i < r->n; i++)
             ids[k++] = r->ids[i];
-    rc = finish_direct(batch->pg, ids, total, ok, err, sizeof(err));
-    for (struct greq *r = batch; r; r = r->next) {
-        r->rc = rc;
-        snprintf(r->err, sizeof(r->err), "%s", err);
-    }
+    batch_answer(batch, finish_direct(batch->pg, ids, total, ok, err, sizeof(err)), err);
     free(ids);
 }
 
