@@ -208,7 +208,7 @@ struct rec {
 
 struct recs {
     struct rec *v;
-    size_t n;
+    size_t n, cap;
 };
 
 static void recs_free(struct recs *r)
@@ -275,7 +275,12 @@ static struct recs consume_all(const char *base)
             rd_kafka_message_destroy(m);
             continue;
         }
-        r.v = realloc(r.v, (r.n + 1) * sizeof(*r.v));
+        if (r.n == r.cap) { /* doubling: one realloc per record copied the array each time
+                             * under ASan, whose realloc never grows in place */
+            r.cap = r.cap ? r.cap * 2 : 1024;
+            r.v = realloc(r.v, r.cap * sizeof(*r.v));
+            assert_non_null(r.v);
+        }
         x = &r.v[r.n++];
         memset(x, 0, sizeof(*x));
         snprintf(x->key, sizeof(x->key), "%.*s", (int)m->key_len, (const char *)m->key);
