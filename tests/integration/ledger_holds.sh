@@ -193,6 +193,29 @@ sleep 1.2
 req GET "/v1/holds/$he"; [ "$(jget 'd["state"]')" = expired ] || fail "hold not reported expired: $(cat "$T/body")"
 req POST "/v1/holds/$he/extend" '{"ttl_seconds":60}'; [ "$CODE" = 409 ] || fail "extending an expired hold answered $CODE"
 
+# ---- an expiry reaches inventory.levels.v1 by itself: no event and no reader touches C meanwhile
+# (the hold must still be live once its creation was published; a slow machine retries longer)
+cver() { lsql "SELECT coalesce(max(version), 0) FROM level_versions WHERE key = 'CH1/C'"; }
+for ttl in 3 10 30; do
+  v0=$(cver)
+  req POST /v1/holds '{"idempotency_key":"exp-pub-'"$ttl"'","channel_location_id":"CH1","ttl_seconds":'"$ttl"',"lines":[{"sku":"C","quantity":2}]}'
+  [ "$CODE" = 201 ] || fail "create exp-pub-$ttl: $CODE $(cat "$T/body")"
+  t0=$SECONDS
+  until [ "$(cver)" -gt "$v0" ]; do
+    [ $((SECONDS - t0)) -lt 20 ] || fail "no level publication after the hold exp-pub-$ttl"
+    sleep 0.1
+  done
+  v1=$(cver)
+  [ "$(avail C channel_location_id=CH1)" = "100 2 98" ] && break
+  [ "$ttl" != 30 ] || fail "hold exp-pub-30 gone before its creation was published"
+done
+t0=$SECONDS
+until [ "$(cver)" -gt "$v1" ]; do
+  [ $((SECONDS - t0)) -lt $((ttl + 20)) ] || fail "the expiry of hold exp-pub-$ttl was never published"
+  sleep 0.2
+done
+wait_avail C channel_location_id=CH1 "100 0 100"
+
 # ---- extension keeps a hold past its first expiry
 req POST /v1/holds '{"idempotency_key":"ext-1","channel_location_id":"CH1","ttl_seconds":1,"lines":[{"sku":"C","quantity":4}]}'
 hx=$(jget 'd["hold_id"]')
