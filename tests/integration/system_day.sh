@@ -14,6 +14,7 @@
 #   redis     Redis stopped and started again
 #   platform  both shops' APIs answer 5xx, then throttle, for SYSTEM_DAY_FAULT_SECONDS
 #             (default 60) in all
+# SD_KEEP=1 keeps the work directory and logs (with the simulator's counters) after a pass too.
 set -euo pipefail
 src="${TILLSYNC_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}"
 : "${TILLSYNC_BUILD_DIR:?TILLSYNC_BUILD_DIR not set}"
@@ -35,9 +36,12 @@ done <"$src/deploy/topics.txt"
 source "$src/tests/lib/storeday.sh"
 ok=0
 finish() {
+  # the simulator's own counts (API calls, throttling, loyalty writes and collisions) tell a failed
+  # day's story: kept with the logs
+  [ -z "$SD_SIM_URL" ] || curl -fsS -m 5 "$SD_SIM_URL/_sim/counters" >"$SD_WORK/logs/sim-counters.json" 2>/dev/null || true
   sd_down
   psql "$base_db" -qXc "DROP DATABASE IF EXISTS $run WITH (FORCE)" >/dev/null 2>&1 || true
-  if [ "$ok" = 1 ]; then rm -rf "$SD_WORK"; else echo "system_day: logs kept in $SD_WORK/logs" >&2; fi
+  if [ "$ok" = 1 ] && [ -z "${SD_KEEP:-}" ]; then rm -rf "$SD_WORK"; else echo "system_day: logs kept in $SD_WORK/logs" >&2; fi
 }
 trap finish EXIT
 
