@@ -59,8 +59,10 @@ static const struct config_var vars[] = {
      &cfg.default_cc},
     {"LOYALTY_CONSUMER_GROUP", CONFIG_STR, false, "loyalty-sync", 0, 0,
      "Kafka consumer group of pos.transactions.v1 and shop.orders.v1", &cfg.group},
-    {"LOYALTY_MAX_RETRIES", CONFIG_INT, false, "8", 0, 100,
-     "Collisions retried per change before LOYALTY_UPDATE_FAILED", &cfg.max_retries},
+    {"LOYALTY_MAX_RETRIES", CONFIG_INT, false, "30", 0, 100,
+     "Collisions retried per change before LOYALTY_UPDATE_FAILED (30: about a minute at the "
+     "default backoff)",
+     &cfg.max_retries},
     {"LOYALTY_BACKOFF_BASE_MS", CONFIG_INT, false, "100", 1, 60000,
      "First retry backoff; doubles per retry, plus random jitter", &cfg.backoff_base_ms},
     {"LOYALTY_BACKOFF_MAX_MS", CONFIG_INT, false, "2000", 1, 600000, "Longest retry backoff",
