@@ -78,6 +78,7 @@ struct http_server {
     char address[128];
     int port;
     bool quiesced;
+    MHD_socket quiesced_fd; /* the listen socket MHD gave back, closed after MHD_stop_daemon */
     struct metric *m_requests, *m_duration;
 };
 
@@ -704,7 +705,8 @@ struct http_server *http_server_new(const struct http_server_opts *opts,
                                           "route,method", NULL, 0);
     }
 
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME;
+    /* poll, not epoll: see "Threading" in http.h */
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_ALLOW_SUSPEND_RESUME;
     if (ss.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     struct MHD_OptionItem ops[] = {
@@ -761,9 +763,12 @@ void http_server_quiesce(struct http_server *s)
     if (!s || s->quiesced)
         return;
     s->quiesced = true;
-    MHD_socket fd = MHD_quiesce_daemon(s->daemon);
-    if (fd != MHD_INVALID_SOCKET)
-        close(fd);
+    /* The pool threads may still be polling the socket when this returns, so it is closed
+     * only once they are stopped (libmicrohttpd's manual); shutdown() stops it listening now:
+     * new connections are refused at once instead of waiting in the backlog. */
+    s->quiesced_fd = MHD_quiesce_daemon(s->daemon);
+    if (s->quiesced_fd != MHD_INVALID_SOCKET)
+        shutdown(s->quiesced_fd, SHUT_RDWR);
 }
 
 void http_server_free(struct http_server *s)
@@ -771,6 +776,8 @@ void http_server_free(struct http_server *s)
     if (!s)
         return;
     MHD_stop_daemon(s->daemon);
+    if (s->quiesced && s->quiesced_fd != MHD_INVALID_SOCKET)
+        close(s->quiesced_fd);
     free(s->routes);
     free(s);
 }

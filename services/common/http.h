@@ -12,14 +12,17 @@
  * connection is then closed rather than drained.
  *
  * Threading: MHD's internal polling with a thread pool of opts.threads
- * workers (epoll). Chosen over thread-per-connection because it bounds the
- * threads and memory whatever the number of idle keep-alive connections from
- * tills, and the pool size is a plain knob. The cost: a handler that blocks
- * (pos-ingest waits a few ms for the Kafka acknowledgement) stalls the other
- * connections served by the same worker for that long, so size the pool for
- * the concurrent in-flight requests you expect (≈ request rate × handler
- * latency, e.g. 16 workers carry ~3000 req/s at 5 ms each). Handlers run on
- * those worker threads, concurrently: they must be thread-safe.
+ * workers (poll(), not epoll: libmicrohttpd 0.9.75 can abort the process when
+ * an epoll daemon with its own threads is quiesced, as every service does on
+ * SIGTERM — its worker and the quiescing thread race to remove the listen
+ * socket from the epoll set; poll() over a worker's share of at most
+ * HTTP_CONNECTION_LIMIT connections costs little). Chosen over thread-per-connection because it
+ * bounds the threads and memory whatever the number of idle keep-alive connections from tills, and
+ * the pool size is a plain knob. The cost: a handler that blocks (pos-ingest waits a few ms for the
+ * Kafka acknowledgement) stalls the other connections served by the same worker for that long, so
+ * size the pool for the concurrent in-flight requests you expect (≈ request rate × handler latency,
+ * e.g. 16 workers carry ~3000 req/s at 5 ms each). Handlers run on those worker threads,
+ * concurrently: they must be thread-safe.
  *
  * Header floods: each connection gets a 64 KiB memory pool
  * (MHD_OPTION_CONNECTION_MEMORY_LIMIT) for its request line, headers and read
@@ -121,8 +124,8 @@ const char *http_server_address(const struct http_server *s);
 /* The bound port. */
 int http_server_port(const struct http_server *s);
 
-/* Stop accepting new connections (the listening socket is closed); requests
- * on open connections finish. Idempotent. */
+/* Stop accepting new connections: they are refused at once (the listening socket itself is
+ * closed by http_server_free). Requests on open connections finish. Idempotent. */
 void http_server_quiesce(struct http_server *s);
 
 /* Stop the server: waits for handlers in flight, closes connections, frees s.
