@@ -2,8 +2,8 @@
  * pgarr — Postgres array literals ("{\"a\",\"b\"}") built in memory, to send many rows as one
  * parameter of an `unnest($1::text[], …)` statement.
  */
-#ifndef INVENTORY_LEDGER_PGARR_H
-#define INVENTORY_LEDGER_PGARR_H
+#ifndef TILLSYNC_PGARR_H
+#define TILLSYNC_PGARR_H
 
 #include <stddef.h>
 #include <stdint.h>
