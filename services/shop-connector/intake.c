@@ -13,6 +13,7 @@
 #include "hmac.h"
 #include "log.h"
 #include "pg.h"
+#include "pgarr.h"
 #include "platform.h"
 #include "ratelimit.h"
 #include "rawjson.h"
@@ -363,26 +364,45 @@ static enum map_fail doc_map(PGconn *c, const struct shop *shop, struct arena *a
                              size_t errlen)
 {
     Tillsync__V1__ShopOrder *o = doc->order;
-    for (size_t i = 0; i < o->n_lines; i++) {
-        Tillsync__V1__OrderLine *ln = o->lines[i];
-        const char *p[] = {shop->key, ln->variant->id, ln->sku};
+    if (o->n_lines > 0) {
+        /* one query for all lines: each line's (variant id, SKU) pair, in order; a line
+         * without a variant id (Shopline custom item) is found by its SKU */
+        struct pgarr vids, skus;
+        pgarr_init(&vids);
+        pgarr_init(&skus);
+        for (size_t i = 0; i < o->n_lines; i++) {
+            pgarr_text(&vids, o->lines[i]->variant->id);
+            pgarr_text(&skus, o->lines[i]->sku);
+        }
+        const char *va = pgarr_finish(&vids), *sa = pgarr_finish(&skus);
+        if (!va || !sa)
+            abort(); /* out of memory: the one policy (STYLE.md) */
+        const char *p[] = {shop->key, va, sa};
         PGresult *r = q(c,
+                        "SELECT cv.sku, cv.inventory_item_id FROM unnest($2::text[], $3::text[]) "
+                        "WITH ORDINALITY AS l(variant_id, sku, n) LEFT JOIN LATERAL ("
                         "SELECT sku, inventory_item_id FROM catalog_variant WHERE shop_key = $1 "
-                        "AND (variant_id = $2 OR ($2 = '' AND sku = $3 AND sku <> '')) LIMIT 1",
+                        "AND (variant_id = l.variant_id OR (l.variant_id = '' AND sku = l.sku "
+                        "AND sku <> '')) LIMIT 1) cv ON true ORDER BY l.n",
                         3, p, err, errlen);
+        pgarr_release(&vids);
+        pgarr_release(&skus);
         if (!r) {
             snprintf(what, whatlen, "database");
             return MAP_SKU; /* caller checks err */
         }
-        if (PQntuples(r) == 0 || !*PQgetvalue(r, 0, 0)) {
-            snprintf(what, whatlen, "sku \"%s\" variant %s", ln->sku, ln->variant->id);
-            PQclear(r);
-            err[0] = '\0';
-            return MAP_SKU;
+        for (size_t i = 0; i < o->n_lines; i++) {
+            Tillsync__V1__OrderLine *ln = o->lines[i];
+            if ((size_t)PQntuples(r) != o->n_lines || !*PQgetvalue(r, (int)i, 0)) {
+                snprintf(what, whatlen, "sku \"%s\" variant %s", ln->sku, ln->variant->id);
+                PQclear(r);
+                err[0] = '\0';
+                return MAP_SKU;
+            }
+            ln->sku = arena_strdup(a, PQgetvalue(r, (int)i, 0));
+            if (!*ln->inventory_item->id)
+                ln->inventory_item->id = arena_strdup(a, PQgetvalue(r, (int)i, 1));
         }
-        ln->sku = arena_strdup(a, PQgetvalue(r, 0, 0));
-        if (!*ln->inventory_item->id)
-            ln->inventory_item->id = arena_strdup(a, PQgetvalue(r, 0, 1));
         PQclear(r);
     }
     err[0] = '\0';

@@ -310,14 +310,26 @@ TAX_LEARNT = {"shopify": {"title": "City tax", "code": "CITY"},
               "shopline": {"rate": 0.08, "code": "SG-GST-OLD"}}
 
 
-def order_codes(plat, d, oid):
-    """Tax codes on the created event of order oid (decoded with protoc)."""
+def created_text(plat, d, oid):
+    """The created event of order oid, decoded with protoc (text format)."""
     subj = "%s/%s/%s/created" % (plat, d, oid)
     recs = [p for h, p in consume_payloads("shop.orders.v1") if h.get("ce_subject") == subj]
     if len(recs) != 1:
         fail("%s: %d created events for %s, want 1" % (plat, len(recs), oid))
-    text = proto_decode("tillsync.v1.ShopOrderEvent", "tillsync/v1/order.proto", recs[0])
-    return re.findall(r'tax_lines \{[^}]*?code: "([^"]*)"', text)
+    return proto_decode("tillsync.v1.ShopOrderEvent", "tillsync/v1/order.proto", recs[0])
+
+
+def order_codes(plat, d, oid):
+    """Tax codes on the created event of order oid."""
+    return re.findall(r'tax_lines \{[^}]*?code: "([^"]*)"', created_text(plat, d, oid))
+
+
+def order_lines(plat, d, oid):
+    """(sku, quantity) of each line of the created event of order oid, in order (the fields of
+    order.lines sit at four spaces in protoc's text format)."""
+    text = created_text(plat, d, oid)
+    return list(zip(re.findall(r'\n    sku: "([^"]*)"', text),
+                    [int(q) for q in re.findall(r'\n    quantity: (\d+)', text)]))
 
 
 def main():
@@ -424,6 +436,10 @@ def main():
                 got = [k for k in got if k != "updated"]
             if sorted(got) != sorted(kinds):
                 fail("%s order %s: facts %s, want %s" % (plat, o_id, got, kinds))
+        # each line keeps its own SKU and quantity, in the platform's order
+        lines = order_lines(plat, d, oid)
+        if lines != [("SKU-001", 3), ("SKU-002", 1)]:
+            fail("%s order %s: lines %s, want SKU-001 x3 then SKU-002 x1" % (plat, oid, lines))
         log("%s: refund return/cancel/no_restock, BOPIS to pickup, POS sale, big id %s ok"
             % (plat, oid))
 
