@@ -9,7 +9,8 @@
  *   3. lock every touched balance row (key order; missing ones created first) and read its
  *      last count time and whether SKU and location are known;
  *   4. turn operations into entries in memory (counts query Σ on_hand as of their time);
- *   5. write entries (one COPY), balances (+ level outbox), exceptions and offsets; COMMIT.
+ *   5. write entries (one COPY), balances (+ level outbox), the batch hook; then exceptions,
+ *      offsets and COMMIT in one libpq pipeline (one round trip, see pipeline_collect()).
  *
  * Cost per batch of 1000 one-line events (debug log "batch phases us"): the entries' COPY is
  * the bulk; COPY rather than INSERT … SELECT unnest() because it skips the executor per row.
@@ -80,6 +81,9 @@ struct applier {
     char *err;
     size_t errlen;
     bool unique_violation; /* the last failed statement broke a unique key (23505) */
+    const char *queued[4]; /* what of each statement sent in the tail's pipeline */
+    size_t nqueued;
+    bool pipeline; /* the connection is in pipeline mode (batch_finish()) */
 };
 
 static int grow(void **p, size_t *cap, size_t need, size_t size)
@@ -875,6 +879,85 @@ out:
     return rc;
 }
 
+/* ---- the tail of a batch: one pipeline */
+
+/*
+ * Send one statement of the batch's tail (exception outbox rows, offsets) on the pipeline
+ * opened by batch_finish(): libpq copies sql and params into its output buffer, so they may
+ * be freed on return. The result is read by batch_finish(). Returns 0, or -EIO with err.
+ */
+static int send_stmt(struct applier *a, const char *what, const char *sql, int nparams,
+                     const char *const *params)
+{
+    if (a->nqueued >= sizeof(a->queued) / sizeof(a->queued[0]) ||
+        PQsendQueryParams(a->conn, sql, nparams, NULL, params, NULL, NULL, 0) != 1) {
+        snprintf(a->err, a->errlen, "%s: %s", what, PQerrorMessage(a->conn));
+        return -EIO;
+    }
+    a->queued[a->nqueued++] = what;
+    return 0;
+}
+
+/*
+ * The results of the pipeline: one per queued statement, then PGRES_PIPELINE_SYNC; leaves
+ * pipeline mode. The first failure is kept (later statements come back PIPELINE_ABORTED:
+ * the server skipped them and the transaction is aborted, left for the caller's ROLLBACK).
+ * COMMIT counts as done only with the command tag COMMIT (a COMMIT of an aborted
+ * transaction answers ROLLBACK). Returns 0, or what sql_fail() returns.
+ */
+static int pipeline_collect(struct applier *a)
+{
+    int rc = 0;
+    bool synced = false;
+
+    for (size_t i = 0; i < a->nqueued; i++) {
+        PGresult *res = PQgetResult(a->conn), *extra;
+        ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+        bool commit = i + 1 == a->nqueued;
+
+        if (!res) {
+            if (rc == 0)
+                rc = sql_fail(a, NULL, a->queued[i]);
+            break;
+        }
+
+        if (rc == 0 && st != PGRES_COMMAND_OK) {
+            rc = st == PGRES_PIPELINE_ABORTED ? -EIO : sql_fail(a, res, a->queued[i]);
+            if (st == PGRES_PIPELINE_ABORTED) {
+                snprintf(a->err, a->errlen, "%s: skipped", a->queued[i]);
+                PQclear(res);
+            }
+            res = NULL;
+        } else if (rc == 0 && commit && strcmp(PQcmdStatus(res), "COMMIT") != 0) {
+            snprintf(a->err, a->errlen, "commit: answered %s", PQcmdStatus(res));
+            rc = -EIO;
+        }
+        PQclear(res);
+        if (!res && PQstatus(a->conn) == CONNECTION_BAD)
+            break;
+        while ((extra = PQgetResult(a->conn))) /* the NULL that ends each statement */
+            PQclear(extra);
+    }
+    for (int tries = 0; tries < 8 && PQstatus(a->conn) != CONNECTION_BAD; tries++) {
+        PGresult *res = PQgetResult(a->conn);
+
+        if (!res)
+            continue;
+        synced = PQresultStatus(res) == PGRES_PIPELINE_SYNC;
+        PQclear(res);
+        if (synced)
+            break;
+    }
+    if (!synced && rc == 0) {
+        snprintf(a->err, a->errlen, "pipeline: %s", PQerrorMessage(a->conn));
+        rc = -EIO;
+    }
+    if (PQexitPipelineMode(a->conn) == 1)
+        a->pipeline = false;
+    a->nqueued = 0;
+    return rc;
+}
+
 static const char *topic_base(enum ledger_topic t)
 {
     switch (t) {
@@ -933,12 +1016,13 @@ static int exceptions_write(struct applier *a, int64_t now, struct store_stats *
     for (int i = 0; i < 7; i++)
         if (!(params[i + 1] = pgarr_finish(&c[i])))
             goto out;
-    rc = run(a, "exceptions insert",
-             "INSERT INTO exception_outbox (tenant_id, type, dedupe_key, summary, event_id, "
-             "topic, sku, location_id, created_at_ms) SELECT $1, t, d, s, e, tp, sk, l, $9 "
-             "FROM unnest($2::int[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], "
-             "$8::text[]) AS u(t, d, s, e, tp, sk, l)",
-             9, params, NULL);
+    rc = send_stmt(
+        a, "exceptions insert",
+        "INSERT INTO exception_outbox (tenant_id, type, dedupe_key, summary, event_id, "
+        "topic, sku, location_id, created_at_ms) SELECT $1, t, d, s, e, tp, sk, l, $9 "
+        "FROM unnest($2::int[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], "
+        "$8::text[]) AS u(t, d, s, e, tp, sk, l)",
+        9, params);
     if (rc == 0)
         st->exceptions += a->nexcs;
 out:
@@ -968,13 +1052,13 @@ static int offsets_write(struct applier *a, const struct store_offset *offs, siz
     params[2] = pgarr_finish(&p);
     params[3] = pgarr_finish(&o);
     if (params[1] && params[2] && params[3])
-        rc = run(a, "offsets upsert",
-                 "INSERT INTO consumer_offsets (group_id, topic, partition, next_offset) "
-                 "SELECT $1, t, p, o FROM unnest($2::text[], $3::int[], $4::bigint[]) "
-                 "AS u(t, p, o) ORDER BY 2, 3 "
-                 "ON CONFLICT (group_id, topic, partition) DO UPDATE SET next_offset = "
-                 "greatest(consumer_offsets.next_offset, EXCLUDED.next_offset)",
-                 4, params, NULL);
+        rc = send_stmt(a, "offsets upsert",
+                       "INSERT INTO consumer_offsets (group_id, topic, partition, next_offset) "
+                       "SELECT $1, t, p, o FROM unnest($2::text[], $3::int[], $4::bigint[]) "
+                       "AS u(t, p, o) ORDER BY 2, 3 "
+                       "ON CONFLICT (group_id, topic, partition) DO UPDATE SET next_offset = "
+                       "greatest(consumer_offsets.next_offset, EXCLUDED.next_offset)",
+                       4, params);
     pgarr_release(&t);
     pgarr_release(&p);
     pgarr_release(&o);
@@ -1040,14 +1124,26 @@ int store_apply(PGconn *conn, const struct store_ctx *ctx, const struct ledger_e
         if ((rc = balances_write(&a, now)))
             goto rollback;
         t[5] = mono_us();
-        if ((rc = exceptions_write(&a, now, &local)) || (rc = offsets_write(&a, offs, noffs)))
-            goto rollback;
         /* call-out (holds, issue 4): same transaction, its own statements */
         if (ctx->batch_hook &&
             (rc = ctx->batch_hook(ctx->batch_hook_opaque, conn, evs, n, err, errlen)))
             goto rollback;
+        /* the tail in one round trip: exception rows, offsets and COMMIT pipelined */
+        if (PQenterPipelineMode(conn) != 1) {
+            rc = sql_fail(&a, NULL, "pipeline");
+            goto rollback;
+        }
+        a.pipeline = true;
+        if ((rc = exceptions_write(&a, now, &local)) || (rc = offsets_write(&a, offs, noffs)) ||
+            (rc = send_stmt(&a, "commit", "COMMIT", 0, NULL)))
+            goto rollback;
         t[6] = mono_us();
-        rc = run(&a, "commit", "COMMIT", 0, NULL, NULL);
+        if (PQpipelineSync(conn) != 1) {
+            rc = sql_fail(&a, NULL, "commit");
+            goto rollback;
+        }
+        if ((rc = pipeline_collect(&a)))
+            goto rollback;
         t[7] = mono_us();
         snprintf(buf, sizeof(buf), "%lld %lld %lld %lld %lld %lld %lld", (long long)(t[1] - t[0]),
                  (long long)(t[2] - t[1]), (long long)(t[3] - t[2]), (long long)(t[4] - t[3]),
@@ -1068,6 +1164,18 @@ int store_apply(PGconn *conn, const struct store_ctx *ctx, const struct ledger_e
 rollback:
     if (rc == -ENOMEM)
         snprintf(err, errlen, "out of memory");
+    if (a.pipeline) {
+        /* a statement could not be sent: end the pipeline (the server runs what it got,
+         * then the ROLLBACK below undoes it) */
+        char keep[512];
+
+        snprintf(keep, sizeof(keep), "%s", err);
+        if (PQpipelineSync(conn) == 1)
+            pipeline_collect(&a);
+        else
+            PQexitPipelineMode(conn);
+        snprintf(err, errlen, "%s", keep);
+    }
     PQclear(PQexec(conn, "ROLLBACK"));
 out:
     PQclear(a.lookups);
