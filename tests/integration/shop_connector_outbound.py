@@ -120,7 +120,9 @@ class Harness:
         json.dump(doc, open(path, "w"))
         return path
 
-    def start_svc(self, name, env_extra):
+    def start_svc(self, name, env_extra, wait_s=60):
+        """Start shop-connector; wait_s: how long it may take to listen (it listens once the
+        catalogue is synced, which takes from the shop's bucket at the configured plan)."""
         logf = os.path.join(self.tmp, name + ".log")
         skip = os.path.getsize(logf) if os.path.exists(logf) else 0
         env = dict(os.environ, TENANT_ID=self.tenant, HTTP_LISTEN="127.0.0.1:0",
@@ -130,7 +132,7 @@ class Harness:
         p = subprocess.Popen([os.path.join(BUILD, "bin/shop-connector")], env=env,
                              stdout=open(logf, "a"), stderr=subprocess.STDOUT)
         self.procs.append(p)
-        for _ in range(600):
+        for _ in range(wait_s * 10):
             m = re.findall(r'"msg":"listening".*?"address":"([^"]*)"', open(logf).read()[skip:])
             if m:
                 self.svcs[name] = (p, "http://" + m[-1])
