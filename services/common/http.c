@@ -25,6 +25,8 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,7 +65,10 @@ struct http_ctx {
     size_t len, cap, limit;
     bool queued;   /* a response was queued with MHD */
     bool answered; /* a 413 was written to the socket directly */
-    int status;    /* status queued, for metrics */
+    bool deferred; /* the handler deferred its answer: suspended until resumed, then cont */
+    http_continuation cont; /* NULL once run */
+    void *cont_arg;
+    int status; /* status queued, for metrics */
     const char *metric_route;
     struct timespec start;
     struct http_response resp;
@@ -79,6 +84,7 @@ struct http_server {
     int port;
     bool quiesced;
     MHD_socket quiesced_fd; /* the listen socket MHD gave back, closed after MHD_stop_daemon */
+    atomic_int deferred;    /* deferred requests not yet completed (answered or closed) */
     struct metric *m_requests, *m_duration;
 };
 
@@ -511,6 +517,16 @@ static enum MHD_Result ctx_upload(struct http_ctx *ctx, struct MHD_Connection *c
     return MHD_YES;
 }
 
+/* Run a deferred request's continuation, once (also when the connection closes first). */
+static void ctx_continue(struct http_ctx *ctx)
+{
+    http_continuation cont = ctx->cont;
+
+    ctx->cont = NULL;
+    if (cont)
+        cont(&ctx->req, &ctx->resp, ctx->cont_arg);
+}
+
 static enum MHD_Result http_access(void *cls, struct MHD_Connection *conn, const char *url,
                                    const char *method, const char *version, const char *upload_data,
                                    size_t *upload_data_size, void **con_cls)
@@ -545,11 +561,39 @@ static enum MHD_Result http_access(void *cls, struct MHD_Connection *conn, const
         ctx->req.body = ctx->body;
         ctx->req.body_len = ctx->len;
     }
+    if (ctx->deferred) { /* called again after http_response_resume() */
+        ctx_continue(ctx);
+        return ctx_queue(ctx, conn);
+    }
     if (ctx->builtin)
         ctx->builtin(&ctx->req, &ctx->resp, s);
     else
         ctx->route->handler(&ctx->req, &ctx->resp, ctx->route->opaque);
+    if (ctx->deferred)
+        return MHD_YES; /* suspended by the handler; MHD calls again once resumed */
     return ctx_queue(ctx, conn);
+}
+
+/* The request context a response belongs to: every http_response lives in one. */
+static struct http_ctx *resp_ctx(struct http_response *resp)
+{
+    return (struct http_ctx *)(void *)((char *)resp - offsetof(struct http_ctx, resp));
+}
+
+void http_response_defer(struct http_response *resp, http_continuation cont, void *arg)
+{
+    struct http_ctx *ctx = resp_ctx(resp);
+
+    ctx->deferred = true;
+    ctx->cont = cont;
+    ctx->cont_arg = arg;
+    atomic_fetch_add(&ctx->srv->deferred, 1);
+    MHD_suspend_connection(ctx->req.conn);
+}
+
+void http_response_resume(struct http_response *resp)
+{
+    MHD_resume_connection(resp_ctx(resp)->req.conn);
 }
 
 static void http_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
@@ -562,6 +606,9 @@ static void http_completed(void *cls, struct MHD_Connection *conn, void **con_cl
     if (!ctx)
         return;
     *con_cls = NULL;
+    ctx_continue(ctx); /* a deferred request closed before it went on: let it free its state */
+    if (ctx->deferred)
+        atomic_fetch_sub(&s->deferred, 1);
     if ((ctx->queued || ctx->answered) && s->m_requests) {
         struct timespec now;
         clock_gettime(CLOCK_MONOTONIC, &now);
@@ -775,6 +822,9 @@ void http_server_free(struct http_server *s)
 {
     if (!s)
         return;
+    /* deferred requests resumed just before: let their answers go out (bounded) */
+    for (int i = 0; i < 500 && atomic_load(&s->deferred) > 0; i++)
+        poll(NULL, 0, 10);
     MHD_stop_daemon(s->daemon);
     if (s->quiesced && s->quiesced_fd != MHD_INVALID_SOCKET)
         close(s->quiesced_fd);

@@ -22,7 +22,9 @@
  * Kafka acknowledgement) stalls the other connections served by the same worker for that long, so
  * size the pool for the concurrent in-flight requests you expect (≈ request rate × handler latency,
  * e.g. 16 workers carry ~3000 req/s at 5 ms each). Handlers run on those worker threads,
- * concurrently: they must be thread-safe.
+ * concurrently: they must be thread-safe. A handler whose wait is long or frequent defers its
+ * answer instead (http_response_defer: the connection is suspended, the worker goes on with
+ * other connections), so a few workers carry any number of requests in flight.
  *
  * Header floods: each connection gets a 64 KiB memory pool
  * (MHD_OPTION_CONNECTION_MEMORY_LIMIT) for its request line, headers and read
@@ -86,6 +88,24 @@ void http_response_body(struct http_response *resp, int status, const char *cont
  * or value containing CR/LF, or -ENOMEM. */
 int http_response_header(struct http_response *resp, const char *name, const char *value);
 
+/* Fills a deferred request's response, on a worker thread (see http_response_defer). */
+typedef void (*http_continuation)(const struct http_request *req, struct http_response *resp,
+                                  void *arg);
+
+/*
+ * Answer later, without holding a worker: called by a route handler (only there, at most once
+ * per request), it suspends the request's connection — nothing is read from or written to it —
+ * and the handler returns without a response. Once somebody calls http_response_resume(resp),
+ * from any thread, cont(req, resp, arg) runs on a worker thread and fills the response, which
+ * is then sent. req, its body and resp stay valid until cont has run; request headers may be
+ * read in cont. Every deferred request must be resumed before http_server_free()
+ * (libmicrohttpd aborts the process when it stops with a connection suspended).
+ */
+void http_response_defer(struct http_response *resp, http_continuation cont, void *arg);
+
+/* Let a deferred request go on (see http_response_defer). Any thread, once per deferral. */
+void http_response_resume(struct http_response *resp);
+
 struct http_route {
     const char *method; /* "GET", "POST", … */
     const char *path;   /* "/v1/transactions", or with parameters "/v1/holds/{id}" */
@@ -128,8 +148,8 @@ int http_server_port(const struct http_server *s);
  * closed by http_server_free). Requests on open connections finish. Idempotent. */
 void http_server_quiesce(struct http_server *s);
 
-/* Stop the server: waits for handlers in flight, closes connections, frees s.
- * NULL is fine. */
+/* Stop the server: waits for handlers in flight and (up to 5 s) for the answers of deferred
+ * requests already resumed to go out, closes connections, frees s. NULL is fine. */
 void http_server_free(struct http_server *s);
 
 #endif

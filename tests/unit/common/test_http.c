@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "http.h"
@@ -79,6 +80,44 @@ static void h_nothing(const struct http_request *req, struct http_response *resp
     (void)opaque;
 }
 
+/* ---- deferred answers: the handler suspends, another thread resumes */
+
+#define HELD_MAX 64
+static pthread_mutex_t held_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t held_cv = PTHREAD_COND_INITIALIZER;
+static struct http_response *held[HELD_MAX];
+static size_t nheld;
+
+/* Runs on a worker after the resume: the request (path parameter, body, header) is still there. */
+static void later_cont(const struct http_request *req, struct http_response *resp, void *arg)
+{
+    http_response_json(resp, 202,
+                       json_pack("{s:s, s:s%, s:s?, s:s}", "id", req->path_params[0], "body",
+                                 req->body, req->body_len, "till",
+                                 http_request_header(req, "x-till-id"), "arg", (const char *)arg));
+}
+
+/* Defers and parks the response for the test's resumer thread. */
+static void h_later(const struct http_request *req, struct http_response *resp, void *opaque)
+{
+    (void)req;
+    (void)opaque;
+    http_response_defer(resp, later_cont, "later");
+    pthread_mutex_lock(&held_mu);
+    held[nheld++] = resp;
+    pthread_cond_broadcast(&held_cv);
+    pthread_mutex_unlock(&held_mu);
+}
+
+/* Defers and resumes at once, before returning (what a closing service does). */
+static void h_at_once(const struct http_request *req, struct http_response *resp, void *opaque)
+{
+    (void)req;
+    (void)opaque;
+    http_response_defer(resp, later_cont, "at once");
+    http_response_resume(resp);
+}
+
 static atomic_bool is_ready;
 
 static bool ready_cb(void *opaque, char *why, size_t whylen)
@@ -99,6 +138,8 @@ static const struct http_route routes[] = {
     {"GET", "/v1/query", h_query, NULL, 0, NULL},
     {"GET", "/v1/text", h_text, NULL, 0, NULL},
     {"GET", "/v1/nothing", h_nothing, NULL, 0, NULL},
+    {"POST", "/v1/later/{id}", h_later, NULL, 0, NULL},
+    {"POST", "/v1/at-once/{id}", h_at_once, NULL, 0, NULL},
 };
 
 struct fixture {
@@ -510,6 +551,75 @@ static void test_concurrent_and_metrics(void **state)
     assert_non_null(strstr(r.body, "# TYPE process_cpu_seconds_total counter\n"));
 }
 
+struct later_arg {
+    struct fixture *f;
+    int id;
+    struct reply r;
+    CURLcode rc;
+};
+
+static void *later_client(void *p)
+{
+    struct later_arg *a = p;
+    char path[64], body[32];
+
+    snprintf(path, sizeof path, "/v1/later/r%d", a->id);
+    snprintf(body, sizeof body, "body-%d", a->id);
+    a->rc = request(a->f, "POST", path, NULL, body, &a->r);
+    return NULL;
+}
+
+/* 32 requests held at once by a server of 4 workers (a waiting handler would hold a worker),
+ * then answered by their continuations once resumed from another thread. */
+static void test_deferred(void **state)
+{
+    struct fixture *f = *state;
+    enum { N = 32 };
+    pthread_t th[N];
+    struct later_arg *args = calloc(N, sizeof(*args));
+    struct timespec until;
+    struct reply r;
+
+    nheld = 0;
+    for (int i = 0; i < N; i++) {
+        args[i] = (struct later_arg){.f = f, .id = i};
+        pthread_create(&th[i], NULL, later_client, &args[i]);
+    }
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 10;
+    pthread_mutex_lock(&held_mu);
+    while (nheld < N)
+        if (pthread_cond_timedwait(&held_cv, &held_mu, &until) != 0)
+            break;
+    if (nheld < N) {
+        pthread_mutex_unlock(&held_mu);
+        fail_msg("only %zu of %d requests deferred at once", nheld, N);
+    }
+    /* nothing answered while suspended; the server still serves others */
+    assert_int_equal(request(f, "GET", "/v1/text", NULL, NULL, &r), CURLE_OK);
+    assert_int_equal(r.status, 200);
+    for (size_t i = 0; i < nheld; i++)
+        http_response_resume(held[i]);
+    nheld = 0;
+    pthread_mutex_unlock(&held_mu);
+    for (int i = 0; i < N; i++) {
+        char want[160];
+
+        pthread_join(th[i], NULL);
+        assert_int_equal(args[i].rc, CURLE_OK);
+        assert_int_equal(args[i].r.status, 202);
+        snprintf(want, sizeof want,
+                 "{\"id\":\"r%d\",\"body\":\"body-%d\",\"till\":\"till-07\",\"arg\":\"later\"}", i,
+                 i);
+        assert_string_equal(args[i].r.body, want);
+    }
+    assert_int_equal(request(f, "POST", "/v1/at-once/x", NULL, "b", &r), CURLE_OK);
+    assert_int_equal(r.status, 202);
+    assert_string_equal(r.body,
+                        "{\"id\":\"x\",\"body\":\"b\",\"till\":\"till-07\",\"arg\":\"at once\"}");
+    free(args);
+}
+
 static void test_bad_options_and_quiesce(void **state)
 {
     (void)state;
@@ -569,6 +679,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_header_flood, setup, teardown),
         cmocka_unit_test_setup_teardown(test_health_ready, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_and_metrics, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deferred, setup, teardown),
         cmocka_unit_test(test_bad_options_and_quiesce),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
