@@ -167,202 +167,91 @@ static int finish_direct(struct pg *pg, const char *const *ids, size_t n, int ok
     return rc;
 }
 
-/* ---- group commit ----------------------------------------------------------------------------
- * Single-fact requests arrive one per HTTP worker, each worth one small statement (two with its
- * SET). Concurrent small calls are gathered instead: the first caller to find no statement in
- * progress runs one for everything waiting (leader), the others wait for their results. A call
- * larger than GROUP_SMALL (a batch upload) is one statement already and goes straight through.
+/* ---- repeated ids ------------------------------------------------------------------------
+ * A round of the pipeline (pipeline.h) claims the facts of many requests in one statement, and
+ * two tills may send the same fact at once. An id is sent once, for its first asker; a later
+ * asker gets what a second request right after it would get: in flight when the first owns it,
+ * else the first's answer, and a conflict whenever its body differs.
  */
-#define GROUP_SMALL 32
-#define GROUP_MAX   1024 /* facts per gathered statement */
 
-struct greq {
-    struct greq *next;
-    struct pg *pg;
-    struct claim *c;        /* claim */
-    const char *const *ids; /* finish */
-    size_t n;
-    int rc;
-    bool done;
-    pthread_cond_t cv; /* its own: a flush wakes only whom it concerns */
-    char err[256];
+/* Open addressing over event ids: slot = index + 1 of the first claim with that id, 0 empty. */
+struct idset {
+    size_t *slot;
+    size_t mask;
 };
 
-struct group {
-    pthread_mutex_t mu;
-    struct greq *head, **tail;
-    bool busy;
-};
-
-static struct group g_claim = {PTHREAD_MUTEX_INITIALIZER, NULL, NULL, false};
-static struct group g_finish[2] = {{PTHREAD_MUTEX_INITIALIZER, NULL, NULL, false},
-                                   {PTHREAD_MUTEX_INITIALIZER, NULL, NULL, false}};
-
-/* Take from g's queue the requests that go with the first one (same pool, room left). */
-static struct greq *group_take(struct group *g)
+static void idset_init(struct idset *set, size_t n)
 {
-    struct greq *batch = NULL, **bt = &batch, **pp = &g->head;
-    struct pg *pg = g->head->pg;
-    size_t total = 0;
+    size_t cap = 16;
 
-    while (*pp) {
-        struct greq *r = *pp;
-
-        if (r->pg == pg && (total == 0 || total + r->n <= GROUP_MAX)) {
-            *pp = r->next;
-            r->next = NULL;
-            *bt = r;
-            bt = &r->next;
-            total += r->n;
-        } else {
-            pp = &r->next;
-        }
-    }
-    g->tail = pp;
-    return batch;
-}
-
-/* Queue me on g; lead statements (flush) until me is answered. Returns me->rc. */
-static int group_run(struct group *g, struct greq *me, void (*flush)(struct greq *, void *),
-                     void *arg)
-{
-    pthread_cond_init(&me->cv, NULL);
-    pthread_mutex_lock(&g->mu);
-    if (!g->tail)
-        g->tail = &g->head;
-    *g->tail = me;
-    g->tail = &me->next;
-    while (!me->done) {
-        if (g->busy) {
-            pthread_cond_wait(&me->cv, &g->mu);
-            continue;
-        }
-        struct greq *batch = group_take(g);
-
-        g->busy = true;
-        pthread_mutex_unlock(&g->mu);
-        flush(batch, arg);
-        pthread_mutex_lock(&g->mu);
-        g->busy = false;
-        for (struct greq *r = batch, *next; r; r = next) {
-            next = r->next; /* r is gone once its caller has seen done */
-            r->done = true;
-            if (r != me)
-                pthread_cond_signal(&r->cv);
-        }
-        if (g->head) /* the first one waiting leads the next statement */
-            pthread_cond_signal(&g->head->cv);
-    }
-    pthread_mutex_unlock(&g->mu);
-    pthread_cond_destroy(&me->cv);
-    return me->rc;
-}
-
-/* How many facts the requests of batch carry. */
-static size_t batch_total(const struct greq *batch)
-{
-    size_t total = 0;
-
-    for (const struct greq *r = batch; r; r = r->next)
-        total += r->n;
-    return total;
-}
-
-/* The statement's outcome, to every request of batch. */
-static void batch_answer(struct greq *batch, int rc, const char *err)
-{
-    for (struct greq *r = batch; r; r = r->next) {
-        r->rc = rc;
-        snprintf(r->err, sizeof(r->err), "%s", err);
-    }
-}
-
-/*
- * One claim statement for a batch. An id wanted by two requests is sent once, for the first:
- * the others get what a second request would get right after it (in flight, or the first's
- * answer when that was not a new claim; a different body is a conflict either way).
- */
-static void claim_flush(struct greq *batch, void *arg)
-{
-    long lease_ms = *(const long *)arg;
-    size_t nu = 0;
-    struct claim *uniq = calloc(batch_total(batch), sizeof(*uniq));
-    char err[256] = "";
-    int rc;
-
-    if (!uniq)
+    while (cap < 2 * n)
+        cap *= 2;
+    set->slot = calloc(cap, sizeof(*set->slot));
+    if (!set->slot)
         abort(); /* OOM policy */
-    for (struct greq *r = batch; r; r = r->next)
-        for (size_t i = 0; i < r->n; i++) {
-            size_t k = 0;
+    set->mask = cap - 1;
+}
 
-            while (k < nu && strcmp(uniq[k].event_id, r->c[i].event_id) != 0)
-                k++;
-            if (k == nu)
-                uniq[nu++] = r->c[i];
-        }
-    rc = claim_direct(batch->pg, uniq, nu, lease_ms, err, sizeof(err));
-    batch_answer(batch, rc, err);
-    for (struct greq *r = batch; r && rc == 0; r = r->next) {
-        for (size_t i = 0; i < r->n; i++) {
-            size_t k = 0;
+/* The index of the first claim with c[i]'s id, inserting i when it is the first. */
+static size_t idset_first(struct idset *set, struct claim *const *c, size_t i)
+{
+    size_t h = 14695981039346656037ULL;
 
-            while (strcmp(uniq[k].event_id, r->c[i].event_id) != 0)
-                k++;
-            if (strcmp(uniq[k].body_hash, r->c[i].body_hash) != 0) {
-                r->c[i].state = CLAIM_CONFLICT;
-            } else {
-                r->c[i].state = uniq[k].state;
-                if (uniq[k].state == CLAIM_OWNED)
-                    uniq[k].state = CLAIM_IN_FLIGHT; /* for any later asker in this batch */
-            }
+    for (const unsigned char *p = (const unsigned char *)c[i]->event_id; *p; p++)
+        h = (h ^ *p) * 1099511628211ULL;
+    for (h &= set->mask;; h = (h + 1) & set->mask) {
+        if (set->slot[h] == 0) {
+            set->slot[h] = i + 1;
+            return i;
         }
+        if (strcmp(c[set->slot[h] - 1]->event_id, c[i]->event_id) == 0)
+            return set->slot[h] - 1;
     }
-    free(uniq);
 }
 
-static void finish_flush(struct greq *batch, void *arg)
+int claims_claim(struct pg *pg, struct claim *const *c, size_t n, long lease_ms, char *err,
+                 size_t errlen)
 {
-    int ok = *(const int *)arg;
-    size_t total = batch_total(batch), k = 0;
-    const char **ids = calloc(total, sizeof(*ids));
-    char err[256] = "";
-
-    if (!ids)
-        abort(); /* OOM policy */
-    for (struct greq *r = batch; r; r = r->next)
-        for (size_t i = 0; i < r->n; i++)
-            ids[k++] = r->ids[i];
-    batch_answer(batch, finish_direct(batch->pg, ids, total, ok, err, sizeof(err)), err);
-    free(ids);
-}
-
-int claims_claim(struct pg *pg, struct claim *c, size_t n, long lease_ms, char *err, size_t errlen)
-{
-    struct greq me = {.pg = pg, .c = c, .n = n};
+    struct claim *uniq = NULL;
+    size_t *first = NULL, nu = 0;
+    struct idset set;
     int rc;
 
     if (n == 0)
         return 0;
-    if (n > GROUP_SMALL)
-        return claim_direct(pg, c, n, lease_ms, err, errlen);
-    rc = group_run(&g_claim, &me, claim_flush, &lease_ms);
-    if (rc)
-        snprintf(err, errlen, "%s", me.err);
+    uniq = calloc(n, sizeof(*uniq));
+    first = calloc(n, sizeof(*first));
+    if (!uniq || !first)
+        abort(); /* OOM policy */
+    idset_init(&set, n);
+    for (size_t i = 0; i < n; i++) {
+        first[i] = idset_first(&set, c, i);
+        if (first[i] == i) {
+            uniq[nu] = *c[i];
+            first[i] = nu++; /* from here on: the index in uniq */
+        } else {
+            first[i] = first[first[i]];
+        }
+    }
+    rc = claim_direct(pg, uniq, nu, lease_ms, err, errlen);
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        struct claim *u = &uniq[first[i]];
+
+        if (strcmp(u->body_hash, c[i]->body_hash) != 0) {
+            c[i]->state = CLAIM_CONFLICT;
+        } else {
+            c[i]->state = u->state;
+            if (u->state == CLAIM_OWNED)
+                u->state = CLAIM_IN_FLIGHT; /* for any later asker in this round */
+        }
+    }
+    free(set.slot);
+    free(uniq);
+    free(first);
     return rc;
 }
 
 int claims_finish(struct pg *pg, const char *const *ids, size_t n, int ok, char *err, size_t errlen)
 {
-    struct greq me = {.pg = pg, .ids = ids, .n = n};
-    int rc;
-
-    if (n == 0)
-        return 0;
-    if (n > GROUP_SMALL)
-        return finish_direct(pg, ids, n, ok, err, errlen);
-    rc = group_run(&g_finish[ok ? 1 : 0], &me, finish_flush, &ok);
-    if (rc)
-        snprintf(err, errlen, "%s", me.err);
-    return rc;
+    return finish_direct(pg, ids, n, ok, err, errlen);
 }

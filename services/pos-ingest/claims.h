@@ -33,10 +33,14 @@ struct claim {
 };
 
 /*
- * Claim n facts in one statement (ids must be distinct). lease_ms: how long a claim protects
- * a publish in flight. Returns 0 with every state set, or -EIO with err (database down).
+ * Claim the n facts c[0..n) in one statement. An id may repeat (two requests carrying the same
+ * fact): its first occurrence gets the claim's answer, a later one CLAIM_IN_FLIGHT when the first
+ * is now owned, else the first's state, and CLAIM_CONFLICT when its body hash differs.
+ * lease_ms: how long a claim protects a publish in flight. Returns 0 with every state set, or
+ * -EIO with err (database down).
  */
-int claims_claim(struct pg *pg, struct claim *c, size_t n, long lease_ms, char *err, size_t errlen);
+int claims_claim(struct pg *pg, struct claim *const *c, size_t n, long lease_ms, char *err,
+                 size_t errlen);
 
 /* Mark ids[0..n) published (ok) or release them for a retry (!ok). Returns 0 or -EIO. */
 int claims_finish(struct pg *pg, const char *const *ids, size_t n, int ok, char *err,

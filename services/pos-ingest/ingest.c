@@ -1,11 +1,13 @@
 /*
  * ingest — see ingest.h.
  *
- * One path serves a single request and a batch: items are validated one by one (a bad item is
- * rejected alone), repeated ids inside one request are folded onto their first occurrence,
- * the remaining ids are claimed in one Postgres statement, every owned item is queued to Kafka
- * at once (async sends) and the HTTP worker waits until every delivery report is in, then
- * marks the acknowledged ones published and releases the failed ones in one statement each.
+ * One path serves a single request and a batch: items are validated one by one on the HTTP
+ * worker (a bad item is rejected alone), repeated ids inside one request are folded onto their
+ * first occurrence, and the remaining facts go to the pipeline (pipeline.h) with the request's
+ * connection suspended: claimed together with those of every other request in flight, queued to
+ * Kafka, marked once acknowledged. When its job is done the request is resumed and answered on
+ * a worker again (statuses, exceptions, metrics, the JSON reply). No worker waits for Postgres
+ * or Kafka, so a few workers carry every till in flight.
  */
 #include "ingest.h"
 
@@ -20,6 +22,7 @@
 #include "events.h"
 #include "json_util.h"
 #include "log.h"
+#include "pipeline.h"
 #include "posjson.h"
 #include "tillsync/v1/pos.pb-c.h"
 #include "tillsync/v1/stock.pb-c.h"
@@ -32,6 +35,7 @@ struct ingest {
     const struct mapping *mapping;
     struct catalog *catalog;
     struct apikeys *keys;
+    struct pipeline *pipeline;
     struct http_route routes[6];
     pthread_mutex_t raised_lock;
     json_t *raised; /* exception dedupe key -> monotonic ms of the last raise */
@@ -47,12 +51,6 @@ enum item_status {
     ST_RETRY,        /* Kafka or Postgres failed, or in flight elsewhere: retry later */
 };
 
-struct pub_wait {
-    pthread_mutex_t lock;
-    pthread_cond_t done;
-    size_t pending;
-};
-
 struct work {
     const char *type; /* "transaction", "movement", "takings" */
     const json_t *obj;
@@ -61,11 +59,25 @@ struct work {
     enum item_status status;
     char retry_code[40];
     char retry_msg[512];
-    long dup_of; /* index of the first item with the same event id, or -1 */
-    /* delivery report */
-    struct pub_wait *wait;
-    int kafka_error;
-    char kafka_errstr[320];
+    long dup_of;                /* index of the first item with the same event id, or -1 */
+    struct pipeline_fact *fact; /* its fact in the pipeline (first occurrences), else NULL */
+};
+
+/*
+ * One request between its handler and its answer: the parsed body (items point into it), the
+ * items, the facts handed to the pipeline and the deferred response. Freed by flight_free().
+ */
+struct flight {
+    struct ingest *ing;
+    json_t *obj;
+    struct work *ws;
+    size_t n;
+    struct pipeline_fact *facts; /* one per distinct valid item */
+    size_t *owner;               /* facts[k] is ws[owner[k]]'s */
+    size_t nf;
+    struct pipeline_job job;
+    struct http_response *resp;
+    bool refused; /* the pipeline is closing: everything is retried later */
 };
 
 /* ---- helpers ----------------------------------------------------------------------------- */
@@ -101,23 +113,15 @@ static void set_retry(struct work *w, const char *code, const char *fmt, const c
 static void on_delivery(void *opaque, int error, const char *errstr, int32_t partition,
                         int64_t offset)
 {
-    struct work *w = opaque;
-    struct pub_wait *pw = w->wait;
-
     (void)partition;
     (void)offset;
-    pthread_mutex_lock(&pw->lock);
-    w->kafka_error = error;
-    if (error)
-        snprintf(w->kafka_errstr, sizeof(w->kafka_errstr), "%s", errstr ? errstr : "failed");
-    if (--pw->pending == 0)
-        pthread_cond_broadcast(&pw->done);
-    pthread_mutex_unlock(&pw->lock);
+    pipeline_delivered(opaque, error, errstr);
 }
 
 /* Queue one owned item. Returns 0 when queued (on_delivery will run), else negative. */
 static int publish_one(struct ingest *ing, struct work *w, char *err, size_t errlen)
 {
+    void *report = w->fact; /* on_delivery's opaque */
     Tillsync__V1__BusinessRefs refs = TILLSYNC__V1__BUSINESS_REFS__INIT;
     Tillsync__V1__Envelope env;
     const struct pos_item *it = &w->item;
@@ -133,7 +137,7 @@ static int publish_one(struct ingest *ing, struct work *w, char *err, size_t err
         ev.envelope = &env;
         ev.movement = it->movement;
         return event_publish(ing->svc, "stock.movements.v1", it->key, &ev.base, it->event_id,
-                             it->occurred_at_ms, on_delivery, w, err, errlen);
+                             it->occurred_at_ms, on_delivery, report, err, errlen);
     }
     Tillsync__V1__PosTransactionEvent ev = TILLSYNC__V1__POS_TRANSACTION_EVENT__INIT;
 
@@ -156,7 +160,7 @@ static int publish_one(struct ingest *ing, struct work *w, char *err, size_t err
                         it->source_name, &refs);
     ev.envelope = &env;
     return event_publish(ing->svc, "pos.transactions.v1", it->key, &ev.base, it->event_id,
-                         it->occurred_at_ms, on_delivery, w, err, errlen);
+                         it->occurred_at_ms, on_delivery, report, err, errlen);
 }
 
 /* Raise one exception unless the same key was raised within the last hour. */
@@ -228,128 +232,163 @@ static void raise_exceptions(struct ingest *ing, const struct work *w)
     }
 }
 
-/* ---- the shared pipeline ------------------------------------------------------------------ */
+/* ---- a request's flight through the pipeline ------------------------------------------- */
 
-/* Claim, publish and settle every validated item of ws[0..n). */
-static void process(struct ingest *ing, struct work *ws, size_t n)
+static struct flight *flight_new(struct ingest *ing, json_t *obj, size_t n)
 {
-    struct claim *claims = calloc(n + 1, sizeof(*claims));
-    size_t *owner = calloc(n + 1, sizeof(*owner)); /* claims[k] belongs to ws[owner[k]] */
-    const char **ok_ids = calloc(n + 1, sizeof(*ok_ids));
-    const char **bad_ids = calloc(n + 1, sizeof(*bad_ids));
-    struct pub_wait pw = {.pending = 0};
-    json_t *seen = json_object();
-    size_t nc = 0, nok = 0, nbad = 0;
-    char err[300];
+    struct flight *fl = calloc(1, sizeof(*fl));
 
-    if (!claims || !owner || !ok_ids || !bad_ids || !seen)
+    if (!fl || !(fl->ws = calloc(n ? n : 1, sizeof(*fl->ws))))
         abort(); /* OOM policy */
-    pthread_mutex_init(&pw.lock, NULL);
-    pthread_cond_init(&pw.done, NULL);
-    /* fold repeats within the request onto their first occurrence */
-    for (size_t i = 0; i < n; i++) {
+    fl->ing = ing;
+    fl->obj = obj; /* owned by fl now */
+    fl->n = n;
+    return fl;
+}
+
+static void flight_free(struct flight *fl)
+{
+    if (!fl)
+        return;
+    for (size_t i = 0; i < fl->n; i++)
+        pos_item_release(&fl->ws[i].item);
+    free(fl->ws);
+    free(fl->facts);
+    free(fl->owner);
+    json_decref(fl->obj);
+    free(fl);
+}
+
+/* Fold repeats within the request onto their first occurrence; one fact per first one. */
+static void flight_prepare(struct flight *fl)
+{
+    json_t *seen = json_object();
+
+    fl->facts = calloc(fl->n + 1, sizeof(*fl->facts));
+    fl->owner = calloc(fl->n + 1, sizeof(*fl->owner));
+    if (!seen || !fl->facts || !fl->owner)
+        abort(); /* OOM policy */
+    for (size_t i = 0; i < fl->n; i++) {
+        struct work *w = &fl->ws[i];
         json_t *first;
 
-        ws[i].dup_of = -1;
-        if (ws[i].status == ST_REJECTED)
+        w->dup_of = -1;
+        if (w->status == ST_REJECTED)
             continue;
-        first = json_object_get(seen, ws[i].item.event_id);
+        first = json_object_get(seen, w->item.event_id);
         if (first) {
-            ws[i].dup_of = (long)json_integer_value(first);
+            w->dup_of = (long)json_integer_value(first);
             continue;
         }
-        json_object_set_new(seen, ws[i].item.event_id, json_integer((json_int_t)i));
-        claims[nc].event_id = ws[i].item.event_id;
-        claims[nc].body_hash = ws[i].item.body_hash;
-        owner[nc++] = i;
+        json_object_set_new(seen, w->item.event_id, json_integer((json_int_t)i));
+        fl->facts[fl->nf].claim.event_id = w->item.event_id;
+        fl->facts[fl->nf].claim.body_hash = w->item.body_hash;
+        w->fact = &fl->facts[fl->nf];
+        fl->owner[fl->nf++] = i;
     }
-    if (claims_claim(ing->svc->pg, claims, nc, ing->opts.claim_lease_ms, err, sizeof(err)) != 0) {
-        log_kv(LOG_LVL_WARN, "idempotency store unavailable", "reason", err, NULL);
-        for (size_t k = 0; k < nc; k++)
-            set_retry(&ws[owner[k]], "database_unavailable",
-                      "the idempotency store is unavailable (%s); retry later", "postgres");
-        nc = 0;
-    }
-    /* queue every owned item, then wait for all delivery reports */
-    for (size_t k = 0; k < nc; k++) {
-        struct work *w = &ws[owner[k]];
+    json_decref(seen);
+}
 
-        switch (claims[k].state) {
+/* The pipeline's publish: facts[k] is owned, queue its item to Kafka. Claim thread. */
+static int flight_publish(struct pipeline_job *job, size_t k, char *err, size_t errlen)
+{
+    struct flight *fl = job->opaque;
+
+    return publish_one(fl->ing, &fl->ws[fl->owner[k]], err, errlen);
+}
+
+/* The pipeline is done with the job: let the request go on (flight_settle on a worker). */
+static void flight_done(struct pipeline_job *job)
+{
+    struct flight *fl = job->opaque;
+
+    http_response_resume(fl->resp);
+}
+
+/* Every item's status from its fact (or its first occurrence), exceptions and metrics. */
+static void flight_settle(struct flight *fl)
+{
+    struct ingest *ing = fl->ing;
+
+    for (size_t k = 0; k < fl->nf; k++) {
+        const struct pipeline_fact *f = &fl->facts[k];
+        struct work *w = &fl->ws[fl->owner[k]];
+
+        if (fl->refused) {
+            set_retry(w, "shutting_down", "%s", "the service is restarting; retry shortly");
+            continue;
+        }
+        if (f->claim_rc != 0) {
+            set_retry(w, "database_unavailable",
+                      "the idempotency store is unavailable (%s); retry later", "postgres");
+            continue;
+        }
+        switch (f->claim.state) {
         case CLAIM_PUBLISHED:
             w->status = ST_DUPLICATE;
-            continue;
+            break;
         case CLAIM_CONFLICT:
             w->status = ST_CONFLICT;
-            continue;
+            break;
         case CLAIM_IN_FLIGHT:
             set_retry(w, "in_progress", "%s",
                       "the same fact is being published by another "
                       "request; retry shortly");
-            continue;
+            break;
         case CLAIM_OWNED:
+            if (f->kafka_error == 0)
+                w->status = ST_ACCEPTED;
+            else
+                set_retry(w, "kafka_unavailable", "Kafka did not acknowledge the event (%s); retry",
+                          f->kafka_errstr);
             break;
         }
-        w->wait = &pw;
-        pthread_mutex_lock(&pw.lock);
-        pw.pending++;
-        pthread_mutex_unlock(&pw.lock);
-        if (publish_one(ing, w, err, sizeof(err)) != 0) {
-            pthread_mutex_lock(&pw.lock);
-            pw.pending--;
-            pthread_mutex_unlock(&pw.lock);
-            w->kafka_error = -EIO;
-            snprintf(w->kafka_errstr, sizeof(w->kafka_errstr), "%s", err);
-        }
-        w->status = ST_ACCEPTED; /* provisional: settled below by the delivery report */
     }
-    pthread_mutex_lock(&pw.lock);
-    while (pw.pending > 0)
-        pthread_cond_wait(&pw.done, &pw.lock);
-    pthread_mutex_unlock(&pw.lock);
-    for (size_t k = 0; k < nc; k++) {
-        struct work *w = &ws[owner[k]];
+    for (size_t i = 0; i < fl->n; i++) {
+        struct work *w = &fl->ws[i];
 
-        if (claims[k].state != CLAIM_OWNED)
-            continue;
-        if (w->kafka_error == 0) {
-            ok_ids[nok++] = w->item.event_id;
-        } else {
-            bad_ids[nbad++] = w->item.event_id;
-            set_retry(w, "kafka_unavailable", "Kafka did not acknowledge the event (%s); retry",
-                      w->kafka_errstr);
-        }
-    }
-    if (claims_finish(ing->svc->pg, ok_ids, nok, 1, err, sizeof(err)) != 0)
-        log_kv(LOG_LVL_WARN,
-               "published facts not marked; a retry after the lease republishes "
-               "them with the same event id",
-               "reason", err, NULL);
-    if (claims_finish(ing->svc->pg, bad_ids, nbad, 0, err, sizeof(err)) != 0)
-        log_kv(LOG_LVL_WARN, "failed claims not released; they free up after the lease", "reason",
-               err, NULL);
-    for (size_t i = 0; i < n; i++) {
-        if (ws[i].dup_of >= 0) {
-            const struct work *f = &ws[ws[i].dup_of];
+        if (w->dup_of >= 0) {
+            const struct work *f = &fl->ws[w->dup_of];
 
             if (f->status == ST_ACCEPTED || f->status == ST_DUPLICATE)
-                ws[i].status = strcmp(f->item.body_hash, ws[i].item.body_hash) == 0 ? ST_DUPLICATE
-                                                                                    : ST_CONFLICT;
-            else if (f->status == ST_RETRY)
-                set_retry(&ws[i], f->retry_code, "%s", f->retry_msg);
-            else
-                ws[i].status = f->status;
+                w->status =
+                    strcmp(f->item.body_hash, w->item.body_hash) == 0 ? ST_DUPLICATE : ST_CONFLICT;
+            else if (f->status == ST_RETRY) {
+                w->status = ST_RETRY; /* f is another item: copy, not format over itself */
+                memcpy(w->retry_code, f->retry_code, sizeof(w->retry_code));
+                memcpy(w->retry_msg, f->retry_msg, sizeof(w->retry_msg));
+            } else
+                w->status = f->status;
         }
-        if (ws[i].status == ST_ACCEPTED)
-            raise_exceptions(ing, &ws[i]);
-        metric_add(ing->items_total, 1, ws[i].type, status_name(ws[i].status));
+        if (w->status == ST_ACCEPTED)
+            raise_exceptions(ing, w);
+        metric_add(ing->items_total, 1, w->type, status_name(w->status));
     }
-    json_decref(seen);
-    pthread_mutex_destroy(&pw.lock);
-    pthread_cond_destroy(&pw.done);
-    free(claims);
-    free(owner);
-    free(ok_ids);
-    free(bad_ids);
+}
+
+/*
+ * Send the request's facts through the pipeline and answer with cont (which settles, replies
+ * and frees fl) once they are done; at once when there is nothing to claim. Handler context.
+ */
+static void flight_start(struct flight *fl, const struct http_request *req,
+                         struct http_response *resp, http_continuation cont)
+{
+    flight_prepare(fl);
+    if (fl->nf == 0) {
+        cont(req, resp, fl);
+        return;
+    }
+    fl->resp = resp;
+    fl->job.facts = fl->facts;
+    fl->job.n = fl->nf;
+    fl->job.publish = flight_publish;
+    fl->job.done = flight_done;
+    fl->job.opaque = fl;
+    http_response_defer(resp, cont, fl);
+    if (pipeline_submit(fl->ing->pipeline, &fl->job) != 0) {
+        fl->refused = true;
+        http_response_resume(resp);
+    }
 }
 
 /* ---- request handling --------------------------------------------------------------------- */
@@ -445,12 +484,24 @@ static void respond_single(struct work *w, struct http_response *resp)
     }
 }
 
+/* Continuation of a single-item request: settle, answer, free. */
+static void finish_single(const struct http_request *req, struct http_response *resp, void *arg)
+{
+    struct flight *fl = arg;
+
+    (void)req;
+    flight_settle(fl);
+    respond_single(&fl->ws[0], resp);
+    flight_free(fl);
+}
+
 static void handle_single(struct ingest *ing, const struct http_request *req,
                           struct http_response *resp, const char *type, parse_fn parse)
 {
     struct apikey_principal who;
     struct posjson_ctx ctx;
-    struct work w;
+    struct flight *fl;
+    struct work *w;
     char err[256];
     json_t *obj;
 
@@ -461,19 +512,14 @@ static void handle_single(struct ingest *ing, const struct http_request *req,
         http_response_error(resp, 400, "invalid_json", NULL, "%s", err);
         return;
     }
-    memset(&w, 0, sizeof(w));
-    w.type = type;
-    w.obj = obj;
+    fl = flight_new(ing, obj, 1);
+    w = &fl->ws[0];
+    w->type = type;
+    w->obj = obj;
     ctx_init(ing, &who, false, &ctx);
-    if (parse(obj, &ctx, &w.item, &w.err) != 0) {
-        w.status = ST_REJECTED;
-        metric_add(ing->items_total, 1, type, "rejected");
-    } else {
-        process(ing, &w, 1);
-    }
-    respond_single(&w, resp);
-    pos_item_release(&w.item);
-    json_decref(obj);
+    if (parse(obj, &ctx, &w->item, &w->err) != 0)
+        w->status = ST_REJECTED; /* counted by flight_settle */
+    flight_start(fl, req, resp, finish_single);
 }
 
 static void on_transaction(const struct http_request *req, struct http_response *resp, void *op)
@@ -491,89 +537,25 @@ static void on_takings(const struct http_request *req, struct http_response *res
     handle_single(op, req, resp, "takings", posjson_takings);
 }
 
-static void on_batch(const struct http_request *req, struct http_response *resp, void *op)
+/* Continuation of a batch: settle, answer per item, free. */
+static void finish_batch(const struct http_request *req, struct http_response *resp, void *arg)
 {
     static const char *const groups[] = {"transactions", "movements"};
-    static const char *const types[] = {"transaction", "movement"};
-    static const parse_fn parsers[] = {posjson_transaction, posjson_movement};
-    struct ingest *ing = op;
-    struct apikey_principal who;
-    struct posjson_ctx ctx;
-    struct work *ws = NULL;
-    json_t *obj, *arr[2] = {NULL, NULL}, *results = NULL;
-    size_t n = 0, k = 0, counts[6] = {0};
+    struct flight *fl = arg;
+    json_t *results = json_array();
+    size_t k = 0, counts[6] = {0};
     bool retry = false;
-    const char *key;
-    json_t *v;
-    char err[256];
 
-    if (authenticate(ing, req, resp, &who) != 0)
-        return;
-    obj = json_parse_object(req->body, req->body_len, err, sizeof(err));
-    if (!obj) {
-        http_response_error(resp, 400, "invalid_json", NULL, "%s", err);
-        return;
-    }
-    json_object_foreach(obj, key, v)
-    {
-        if (strcmp(key, "transactions") != 0 && strcmp(key, "movements") != 0) {
-            http_response_error(resp, 422, "unknown_field", key,
-                                "%s: unknown field (a batch has transactions and movements)", key);
-            goto out;
-        }
-        (void)v;
-    }
+    (void)req;
+    flight_settle(fl);
     for (int g = 0; g < 2; g++) {
-        arr[g] = json_object_get(obj, groups[g]);
-        if (arr[g] && !json_is_array(arr[g])) {
-            http_response_error(resp, 422, "invalid_field", groups[g], "%s: must be an array",
-                                groups[g]);
-            goto out;
-        }
-        n += json_array_size(arr[g]);
-    }
-    if (n == 0) {
-        http_response_error(resp, 422, "missing_field", "transactions",
-                            "transactions: a batch needs at least one transaction or movement");
-        goto out;
-    }
-    if (n > (size_t)ing->opts.batch_max_items) {
-        http_response_error(resp, 422, "too_many", "transactions",
-                            "transactions: %zu items exceed the batch limit of %ld", n,
-                            ing->opts.batch_max_items);
-        goto out;
-    }
-    ws = calloc(n, sizeof(*ws));
-    if (!ws)
-        abort();
-    ctx_init(ing, &who, true, &ctx);
-    for (int g = 0; g < 2; g++) {
-        for (size_t i = 0; i < json_array_size(arr[g]); i++, k++) {
-            json_t *it = json_array_get(arr[g], i);
-            struct work *w = &ws[k];
+        const json_t *arr = json_object_get(fl->obj, groups[g]);
 
-            w->type = types[g];
-            w->obj = it;
-            if (!json_is_object(it)) {
-                w->status = ST_REJECTED;
-                w->err.status = 422;
-                snprintf(w->err.code, sizeof(w->err.code), "invalid_field");
-                snprintf(w->err.message, sizeof(w->err.message), "must be an object");
-                continue;
-            }
-            if (parsers[g](it, &ctx, &w->item, &w->err) != 0)
-                w->status = ST_REJECTED;
-        }
-    }
-    process(ing, ws, n);
-    results = json_array();
-    k = 0;
-    for (int g = 0; g < 2; g++) {
-        for (size_t i = 0; i < json_array_size(arr[g]); i++, k++) {
-            struct work *w = &ws[k];
+        for (size_t i = 0; i < json_array_size(arr); i++, k++) {
+            struct work *w = &fl->ws[k];
             json_t *r = item_result(w);
-            const char *id = json_string_value(json_object_get(
-                json_array_get(arr[g], i), g == 0 ? "transaction_id" : "movement_id"));
+            const char *id = json_string_value(
+                json_object_get(json_array_get(arr, i), g == 0 ? "transaction_id" : "movement_id"));
             char field[256];
 
             json_object_set_new(r, "type", json_string(w->type));
@@ -612,10 +594,83 @@ static void on_batch(const struct http_request *req, struct http_response *resp,
                   "duplicate", (json_int_t)counts[ST_DUPLICATE], "rejected",
                   (json_int_t)counts[ST_REJECTED], "conflict", (json_int_t)counts[ST_CONFLICT],
                   "retry", (json_int_t)counts[ST_RETRY], "results", results));
-out:
-    for (size_t i = 0; ws && i < n; i++)
-        pos_item_release(&ws[i].item);
-    free(ws);
+    flight_free(fl);
+}
+
+static void on_batch(const struct http_request *req, struct http_response *resp, void *op)
+{
+    static const char *const groups[] = {"transactions", "movements"};
+    static const char *const types[] = {"transaction", "movement"};
+    static const parse_fn parsers[] = {posjson_transaction, posjson_movement};
+    struct ingest *ing = op;
+    struct apikey_principal who;
+    struct posjson_ctx ctx;
+    struct flight *fl;
+    json_t *obj, *arr[2] = {NULL, NULL};
+    size_t n = 0, k = 0;
+    const char *key;
+    json_t *v;
+    char err[256];
+
+    if (authenticate(ing, req, resp, &who) != 0)
+        return;
+    obj = json_parse_object(req->body, req->body_len, err, sizeof(err));
+    if (!obj) {
+        http_response_error(resp, 400, "invalid_json", NULL, "%s", err);
+        return;
+    }
+    json_object_foreach(obj, key, v)
+    {
+        if (strcmp(key, "transactions") != 0 && strcmp(key, "movements") != 0) {
+            http_response_error(resp, 422, "unknown_field", key,
+                                "%s: unknown field (a batch has transactions and movements)", key);
+            goto out_bad;
+        }
+        (void)v;
+    }
+    for (int g = 0; g < 2; g++) {
+        arr[g] = json_object_get(obj, groups[g]);
+        if (arr[g] && !json_is_array(arr[g])) {
+            http_response_error(resp, 422, "invalid_field", groups[g], "%s: must be an array",
+                                groups[g]);
+            goto out_bad;
+        }
+        n += json_array_size(arr[g]);
+    }
+    if (n == 0) {
+        http_response_error(resp, 422, "missing_field", "transactions",
+                            "transactions: a batch needs at least one transaction or movement");
+        goto out_bad;
+    }
+    if (n > (size_t)ing->opts.batch_max_items) {
+        http_response_error(resp, 422, "too_many", "transactions",
+                            "transactions: %zu items exceed the batch limit of %ld", n,
+                            ing->opts.batch_max_items);
+        goto out_bad;
+    }
+    fl = flight_new(ing, obj, n);
+    ctx_init(ing, &who, true, &ctx);
+    for (int g = 0; g < 2; g++) {
+        for (size_t i = 0; i < json_array_size(arr[g]); i++, k++) {
+            json_t *it = json_array_get(arr[g], i);
+            struct work *w = &fl->ws[k];
+
+            w->type = types[g];
+            w->obj = it;
+            if (!json_is_object(it)) {
+                w->status = ST_REJECTED;
+                w->err.status = 422;
+                snprintf(w->err.code, sizeof(w->err.code), "invalid_field");
+                snprintf(w->err.message, sizeof(w->err.message), "must be an object");
+                continue;
+            }
+            if (parsers[g](it, &ctx, &w->item, &w->err) != 0)
+                w->status = ST_REJECTED;
+        }
+    }
+    flight_start(fl, req, resp, finish_batch);
+    return;
+out_bad:
     json_decref(obj);
 }
 
@@ -687,6 +742,7 @@ struct ingest *ingest_new(struct service *svc, const struct ingest_opts *opts,
                           struct apikeys *keys)
 {
     struct ingest *ing = calloc(1, sizeof(*ing));
+    char err[256];
     const struct http_route routes[] = {
         {"POST", "/v1/transactions", on_transaction, ing, 0, "application/json"},
         {"POST", "/v1/movements", on_movement, ing, 0, "application/json"},
@@ -703,6 +759,12 @@ struct ingest *ingest_new(struct service *svc, const struct ingest_opts *opts,
     ing->mapping = mapping;
     ing->catalog = catalog;
     ing->keys = keys;
+    ing->pipeline = pipeline_new(svc->pg, opts->claim_lease_ms, err, sizeof(err));
+    if (!ing->pipeline) {
+        log_kv(LOG_LVL_ERROR, "ingest pipeline not started", "reason", err, NULL);
+        free(ing);
+        return NULL;
+    }
     memcpy(ing->routes, routes, sizeof(routes));
     pthread_mutex_init(&ing->raised_lock, NULL);
     ing->raised = json_object();
@@ -720,10 +782,17 @@ const struct http_route *ingest_routes(struct ingest *ing, size_t *n)
     return ing->routes;
 }
 
+void ingest_close(struct ingest *ing)
+{
+    if (ing)
+        pipeline_close(ing->pipeline);
+}
+
 void ingest_free(struct ingest *ing)
 {
     if (!ing)
         return;
+    pipeline_free(ing->pipeline);
     json_decref(ing->raised);
     pthread_mutex_destroy(&ing->raised_lock);
     free(ing);

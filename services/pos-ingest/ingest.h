@@ -34,7 +34,8 @@ struct ingest;
 
 /*
  * Build the API over svc (its producer and Postgres pool are used; borrowed). mapping,
- * catalog and keys are borrowed too and must outlive the ingest. Never NULL.
+ * catalog and keys are borrowed too and must outlive the ingest. NULL (logged) when the
+ * pipeline's threads cannot start.
  */
 struct ingest *ingest_new(struct service *svc, const struct ingest_opts *opts,
                           const struct mapping *mapping, struct catalog *catalog,
@@ -43,6 +44,14 @@ struct ingest *ingest_new(struct service *svc, const struct ingest_opts *opts,
 /* The route table (owned by ing, valid while it lives). */
 const struct http_route *ingest_routes(struct ingest *ing, size_t *n);
 
+/*
+ * Stop taking facts: requests arriving from now on are answered 503 (retry), and this returns
+ * once every request in flight has been answered. Call before the HTTP server is stopped
+ * (suspended requests must be resumed first). NULL is fine.
+ */
+void ingest_close(struct ingest *ing);
+
+/* Close (if not yet) and free. NULL is fine. */
 void ingest_free(struct ingest *ing);
 
 #endif

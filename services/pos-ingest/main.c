@@ -114,6 +114,10 @@ static int pos_start(struct service *svc, void **state, const struct http_route 
     st->catalog = catalog_new();
     st->keys = apikeys_new(svc->pg, (int)cfg.key_refresh_ms);
     st->ingest = ingest_new(svc, &opts, st->mapping, st->catalog, st->keys);
+    if (!st->ingest) {
+        snprintf(err, errlen, "the ingest pipeline could not start");
+        return -EINVAL;
+    }
     *routes = ingest_routes(st->ingest, nroutes);
     return 0;
 }
@@ -172,9 +176,13 @@ static void pos_stop(struct service *svc, void *state)
 {
     struct pos_state *st = state;
 
-    (void)svc;
     if (!st)
         return;
+    /* Answer every request in flight, then stop HTTP, before what the handlers use goes away
+     * (libmicrohttpd must not stop while a request waits suspended). */
+    ingest_close(st->ingest);
+    http_server_free(svc->http);
+    svc->http = NULL;
     ingest_free(st->ingest);
     apikeys_free(st->keys);
     catalog_free(st->catalog);
