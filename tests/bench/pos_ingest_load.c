@@ -6,15 +6,14 @@
  *       that reads each body and answers 202 with a small JSON; prints "listening HOST:PORT"
  *       and serves until SIGTERM.
  *   bench_pos_ingest_load single ADDR KEY SECONDS CONNECTIONS TAG
- *       CONNECTIONS threads, each on its own keep-alive connection (libcurl easy handle),
- *       POST one distinct sale per request to /v1/transactions for SECONDS; prints
+ *       CONNECTIONS keep-alive connections on one epoll thread (support/loadgen.h), each
+ *       POSTing one distinct sale per request to /v1/transactions for SECONDS; prints
  *       "rps=<n> p50_ms=<n> p99_ms=<n> ok=<n> errors=<n>".
  *   bench_pos_ingest_load batch ADDR KEY BATCHES TRANSACTIONS LINES TAG
  *       BATCHES batches of TRANSACTIONS sales with LINES lines each to /v1/batches, one after
  *       the other; prints "lines_per_s=<n> ms_per_batch=<n>".
  */
 #include <errno.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -26,6 +25,7 @@
 #include <microhttpd.h>
 
 #include "clock.h"
+#include "support/loadgen.h"
 
 static volatile sig_atomic_t stop;
 
@@ -94,106 +94,44 @@ static size_t sink(char *d, size_t sz, size_t n, void *u)
     return sz * n;
 }
 
-struct worker {
-    pthread_t th;
-    const char *url, *key, *tag;
-    int id;
-    int64_t until;
-    double *lat; /* ms */
-    size_t nlat, cap;
-    long errors;
+struct single_arg {
+    const char *host, *key, *tag;
 };
 
-static void *single_worker(void *arg)
+/* One distinct sale per request: a SKU line and a carrier bag, paid by card. */
+static size_t single_build(char *buf, size_t cap, int conn, long seq, void *arg)
 {
-    struct worker *w = arg;
-    CURL *c = curl_easy_init();
-    struct curl_slist *h = NULL;
-    char auth[256], body[1024];
-    long n = 0;
+    const struct single_arg *a = arg;
+    char body[1024];
+    int blen, len;
 
-    snprintf(auth, sizeof(auth), "Authorization: Bearer %s", w->key);
-    h = curl_slist_append(h, auth);
-    h = curl_slist_append(h, "Content-Type: application/json");
-    h = curl_slist_append(h, "Expect:");
-    curl_easy_setopt(c, CURLOPT_URL, w->url);
-    curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sink);
-    curl_easy_setopt(c, CURLOPT_TCP_NODELAY, 1L);
-    while (clock_mono_ms() < w->until) {
-        struct timespec a, b;
-        long status = 0;
-
+    blen =
         snprintf(body, sizeof(body),
                  "{\"transaction_id\":\"%s-%d-%ld\",\"store_code\":\"S001\",\"till_id\":\"T%d\","
                  "\"kind\":\"sale\",\"occurred_at\":\"2026-11-24T10:00:00Z\",\"currency\":\"EUR\","
                  "\"lines\":[{\"sku\":\"SKU-1\",\"quantity\":2,\"unit_price\":\"5.00\"},"
                  "{\"non_stock_code\":\"BAG\",\"quantity\":1,\"unit_price\":\"0.10\"}],"
                  "\"tenders\":[{\"type\":\"card\",\"amount\":\"10.10\"}],\"total\":\"10.10\"}",
-                 w->tag, w->id, n++, w->id % 8);
-        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-        clock_gettime(CLOCK_MONOTONIC, &a);
-        if (curl_easy_perform(c) == CURLE_OK)
-            curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-        clock_gettime(CLOCK_MONOTONIC, &b);
-        if (status != 202) {
-            w->errors++;
-            continue;
-        }
-        if (w->nlat == w->cap) {
-            w->cap = w->cap ? w->cap * 2 : 4096;
-            w->lat = realloc(w->lat, w->cap * sizeof(*w->lat));
-        }
-        w->lat[w->nlat++] =
-            (double)(b.tv_sec - a.tv_sec) * 1e3 + (double)(b.tv_nsec - a.tv_nsec) / 1e6;
-    }
-    curl_slist_free_all(h);
-    curl_easy_cleanup(c);
-    return NULL;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-
-    return x < y ? -1 : x > y;
+                 a->tag, conn, seq, conn % 8);
+    if (blen < 0 || (size_t)blen >= sizeof(body))
+        return 0;
+    len = snprintf(buf, cap,
+                   "POST /v1/transactions HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\n"
+                   "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
+                   a->host, a->key, blen, body);
+    return len < 0 || (size_t)len >= cap ? 0 : (size_t)len;
 }
 
 static int run_single(const char *addr, const char *key, int seconds, int conns, const char *tag)
 {
-    struct worker *ws = calloc((size_t)conns, sizeof(*ws));
-    char url[256];
-    double *all;
-    size_t n = 0, k = 0;
-    long errors = 0;
-    int64_t t0, t1;
+    struct single_arg a = {.host = addr, .key = key, .tag = tag};
+    struct loadgen_result r;
 
-    snprintf(url, sizeof(url), "http://%s/v1/transactions", addr);
-    t0 = clock_mono_ms();
-    for (int i = 0; i < conns; i++) {
-        ws[i] = (struct worker){
-            .url = url, .key = key, .tag = tag, .id = i, .until = t0 + seconds * 1000LL};
-        pthread_create(&ws[i].th, NULL, single_worker, &ws[i]);
-    }
-    for (int i = 0; i < conns; i++) {
-        pthread_join(ws[i].th, NULL);
-        n += ws[i].nlat;
-        errors += ws[i].errors;
-    }
-    t1 = clock_mono_ms();
-    all = malloc((n + 1) * sizeof(*all));
-    for (int i = 0; i < conns; i++) {
-        memcpy(all + k, ws[i].lat, ws[i].nlat * sizeof(*all));
-        k += ws[i].nlat;
-        free(ws[i].lat);
-    }
-    qsort(all, n, sizeof(*all), cmp_double);
-    printf("rps=%.0f p50_ms=%.2f p99_ms=%.2f ok=%zu errors=%ld\n",
-           (double)n * 1000.0 / (double)(t1 - t0), n ? all[n / 2] : 0.0,
-           n ? all[(size_t)((double)n * 0.99)] : 0.0, n, errors);
-    free(all);
-    free(ws);
-    return errors ? 1 : 0;
+    if (loadgen_run(addr, conns, seconds, 202, single_build, &a, &r) != 0)
+        return 1;
+    printf("rps=%.0f p50_ms=%.2f p99_ms=%.2f ok=%ld errors=%ld\n", r.rps, r.p50_ms, r.p99_ms, r.ok,
+           r.other);
+    return r.other ? 1 : 0;
 }
 
 static int run_batch(const char *addr, const char *key, int batches, int ntx, int nlines,
