@@ -15,6 +15,7 @@ static char *shops_file;
 static long poll_interval_ms, poll_grace_ms, kafka_timeout_ms;
 static char *push_group;
 static long session_timeout_ms, window_min_ms, window_max_ms, low_stock, cas_settle_ms;
+static long fetch_wait_ms;
 static long shopify_bucket, shopify_restore, shopline_bucket, shopline_rate;
 static long drift_interval_ms, drift_sample, drift_threshold, drift_grace_ms;
 
@@ -34,6 +35,10 @@ static const struct config_var vars[] = {
      "Consumer group of the inventory.levels.v1 push (replicas share it)", &push_group},
     {"KAFKA_SESSION_TIMEOUT_MS", CONFIG_INT, false, "10000", 3000, 300000,
      "Consumer group session timeout of the push consumer", &session_timeout_ms},
+    {"PUSH_FETCH_WAIT_MS", CONFIG_INT, false, "100", 1, 5000,
+     "Longest a fetch of inventory.levels.v1 waits for new levels (fetch.wait.max.ms); a broker "
+     "that holds a waiting fetch this long adds it to every figure's staleness",
+     &fetch_wait_ms},
     {"PUSH_WINDOW_MIN_MS", CONFIG_INT, false, "200", 0, 60000,
      "Coalescing window when quiet: changes of one SKU and location within it are one write",
      &window_min_ms},
@@ -99,6 +104,7 @@ static int start(struct service *svc, void **state, const struct http_route **ro
         .shops_file = shops_file,
         .group_id = push_group,
         .session_timeout_ms = session_timeout_ms,
+        .fetch_wait_ms = fetch_wait_ms,
         .window_min_ms = window_min_ms,
         .window_max_ms = window_max_ms < window_min_ms ? window_min_ms : window_max_ms,
         .low_stock = low_stock,

@@ -1306,8 +1306,9 @@ struct push *push_new(struct service *svc, const struct push_opts *opts, char *e
     size_t nc = 0;
     for (size_t i = 0; svc->kafka_conf[i] && nc < 32; i++)
         conf[nc++] = svc->kafka_conf[i];
-    static char sess[24], hb[24];
+    static char sess[24], hb[24], fwait[24];
     snprintf(sess, sizeof(sess), "%ld", opts->session_timeout_ms);
+    snprintf(fwait, sizeof(fwait), "%ld", opts->fetch_wait_ms > 0 ? opts->fetch_wait_ms : 100);
     snprintf(hb, sizeof(hb), "%ld",
              opts->session_timeout_ms / 12 > 100 ? opts->session_timeout_ms / 12 : 100);
     conf[nc++] = "session.timeout.ms";
@@ -1317,9 +1318,10 @@ struct push *push_new(struct service *svc, const struct push_opts *opts, char *e
     /* librdkafka's default 500 ms is what a fetch may wait when a broker has nothing new for
      * it; a broker that does not answer a waiting fetch as soon as records arrive (the mock
      * cluster) then holds a level that long before the window even starts (measured: 400-500
-     * ms of the staleness). 100 ms bounds that at a few empty fetches a second when idle. */
+     * ms of the staleness). PUSH_FETCH_WAIT_MS (100 ms) bounds that at a few empty fetches a
+     * second when idle. */
     conf[nc++] = "fetch.wait.max.ms";
-    conf[nc++] = "100";
+    conf[nc++] = fwait;
     conf[nc] = NULL;
     struct kafka_consumer_opts co = {
         .brokers = svc->kafka_brokers,

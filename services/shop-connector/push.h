@@ -69,6 +69,7 @@ struct push_opts {
     const char *shops_file; /* NULL or "": no shops (records are read and ignored) */
     const char *group_id;   /* consumer group (replicas share it) */
     long session_timeout_ms;
+    long fetch_wait_ms; /* the levels consumer's fetch.wait.max.ms */
     long window_min_ms, window_max_ms;
     long low_stock;
     long cas_settle_ms;
