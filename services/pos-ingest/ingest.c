@@ -13,6 +13,8 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,21 +65,30 @@ struct work {
     struct pipeline_fact *fact; /* its fact in the pipeline (first occurrences), else NULL */
 };
 
+#define FLIGHT_CHUNK 500 /* items validated before they enter the pipeline as one job */
+
 /*
  * One request between its handler and its answer: the parsed body (items point into it), the
- * items, the facts handed to the pipeline and the deferred response. Freed by flight_free().
+ * items, the facts handed to the pipeline (in jobs of up to FLIGHT_CHUNK items, each submitted
+ * as soon as it is validated, so a batch's claims and sends overlap the validation of the rest)
+ * and the deferred response. Freed by flight_free().
  */
 struct flight {
     struct ingest *ing;
     json_t *obj;
     struct work *ws;
     size_t n;
-    struct pipeline_fact *facts; /* one per distinct valid item */
+    size_t prepared;             /* items [0, prepared) have their facts */
+    json_t *seen;                /* event id -> index of its first item */
+    struct pipeline_fact *facts; /* one per distinct valid item; never moves (jobs point in) */
     size_t *owner;               /* facts[k] is ws[owner[k]]'s */
     size_t nf;
-    struct pipeline_job job;
+    struct pipeline_job *jobs; /* room for one per chunk */
+    size_t njobs;
+    atomic_size_t outstanding; /* jobs in the pipeline, +1 while the handler adds */
     struct http_response *resp;
-    bool refused; /* the pipeline is closing: everything is retried later */
+    http_continuation cont;
+    bool deferred;
 };
 
 /* ---- helpers ----------------------------------------------------------------------------- */
@@ -234,15 +245,27 @@ static void raise_exceptions(struct ingest *ing, const struct work *w)
 
 /* ---- a request's flight through the pipeline ------------------------------------------- */
 
-static struct flight *flight_new(struct ingest *ing, json_t *obj, size_t n)
+static struct flight *flight_new(struct ingest *ing, json_t *obj, size_t n,
+                                 struct http_response *resp, http_continuation cont)
 {
     struct flight *fl = calloc(1, sizeof(*fl));
+    size_t cap = n ? n : 1;
 
-    if (!fl || !(fl->ws = calloc(n ? n : 1, sizeof(*fl->ws))))
+    if (!fl)
+        abort(); /* OOM policy */
+    fl->ws = calloc(cap, sizeof(*fl->ws));
+    fl->facts = calloc(cap, sizeof(*fl->facts));
+    fl->owner = calloc(cap, sizeof(*fl->owner));
+    fl->jobs = calloc(cap / FLIGHT_CHUNK + 1, sizeof(*fl->jobs));
+    fl->seen = json_object();
+    if (!fl->ws || !fl->facts || !fl->owner || !fl->jobs || !fl->seen)
         abort(); /* OOM policy */
     fl->ing = ing;
     fl->obj = obj; /* owned by fl now */
     fl->n = n;
+    fl->resp = resp;
+    fl->cont = cont;
+    atomic_init(&fl->outstanding, 1);
     return fl;
 }
 
@@ -255,54 +278,95 @@ static void flight_free(struct flight *fl)
     free(fl->ws);
     free(fl->facts);
     free(fl->owner);
+    free(fl->jobs);
+    json_decref(fl->seen);
     json_decref(fl->obj);
     free(fl);
 }
 
-/* Fold repeats within the request onto their first occurrence; one fact per first one. */
-static void flight_prepare(struct flight *fl)
+/* The pipeline's publish: the job's facts[k] is owned, queue its item to Kafka. Claim thread. */
+static int flight_publish(struct pipeline_job *job, size_t k, char *err, size_t errlen)
 {
-    json_t *seen = json_object();
+    struct flight *fl = job->opaque;
+    size_t g = (size_t)(&job->facts[k] - fl->facts);
 
-    fl->facts = calloc(fl->n + 1, sizeof(*fl->facts));
-    fl->owner = calloc(fl->n + 1, sizeof(*fl->owner));
-    if (!seen || !fl->facts || !fl->owner)
-        abort(); /* OOM policy */
-    for (size_t i = 0; i < fl->n; i++) {
+    return publish_one(fl->ing, &fl->ws[fl->owner[g]], err, errlen);
+}
+
+/* One job fewer outstanding; after the last, let the request go on (cont on a worker). */
+static void flight_unhold(struct flight *fl)
+{
+    if (atomic_fetch_sub(&fl->outstanding, 1) == 1)
+        http_response_resume(fl->resp);
+}
+
+/* The pipeline is done with a job of the flight. Settle thread. */
+static void flight_done(struct pipeline_job *job)
+{
+    flight_unhold(job->opaque);
+}
+
+/*
+ * Items [prepared, upto) are validated: fold repeats within the request onto their first
+ * occurrence, one fact per first one, and hand those facts to the pipeline as one job (the
+ * request is deferred at the first). Handler context.
+ */
+static void flight_add(struct flight *fl, size_t upto)
+{
+    size_t k0 = fl->nf;
+    struct pipeline_job *job;
+
+    for (size_t i = fl->prepared; i < upto; i++) {
         struct work *w = &fl->ws[i];
         json_t *first;
 
         w->dup_of = -1;
         if (w->status == ST_REJECTED)
             continue;
-        first = json_object_get(seen, w->item.event_id);
+        first = json_object_get(fl->seen, w->item.event_id);
         if (first) {
             w->dup_of = (long)json_integer_value(first);
             continue;
         }
-        json_object_set_new(seen, w->item.event_id, json_integer((json_int_t)i));
+        json_object_set_new(fl->seen, w->item.event_id, json_integer((json_int_t)i));
         fl->facts[fl->nf].claim.event_id = w->item.event_id;
         fl->facts[fl->nf].claim.body_hash = w->item.body_hash;
         w->fact = &fl->facts[fl->nf];
         fl->owner[fl->nf++] = i;
     }
-    json_decref(seen);
+    fl->prepared = upto;
+    if (fl->nf == k0)
+        return;
+    if (!fl->deferred) {
+        http_response_defer(fl->resp, fl->cont, fl);
+        fl->deferred = true;
+    }
+    job = &fl->jobs[fl->njobs++];
+    job->facts = &fl->facts[k0];
+    job->n = fl->nf - k0;
+    job->publish = flight_publish;
+    job->done = flight_done;
+    job->opaque = fl;
+    atomic_fetch_add(&fl->outstanding, 1);
+    if (pipeline_submit(fl->ing->pipeline, job) != 0) {
+        for (size_t k = k0; k < fl->nf; k++)
+            fl->facts[k].claim_rc = -ESHUTDOWN; /* the service is closing: retry later */
+        atomic_fetch_sub(&fl->outstanding, 1);
+    }
 }
 
-/* The pipeline's publish: facts[k] is owned, queue its item to Kafka. Claim thread. */
-static int flight_publish(struct pipeline_job *job, size_t k, char *err, size_t errlen)
+/*
+ * Every item is added: answer with cont (which settles, replies and frees fl) once the
+ * pipeline is done with every job; at once when nothing went to it. Handler context.
+ */
+static void flight_end(struct flight *fl, const struct http_request *req)
 {
-    struct flight *fl = job->opaque;
-
-    return publish_one(fl->ing, &fl->ws[fl->owner[k]], err, errlen);
-}
-
-/* The pipeline is done with the job: let the request go on (flight_settle on a worker). */
-static void flight_done(struct pipeline_job *job)
-{
-    struct flight *fl = job->opaque;
-
-    http_response_resume(fl->resp);
+    flight_add(fl, fl->n);
+    if (!fl->deferred) {
+        fl->cont(req, fl->resp, fl);
+        return;
+    }
+    flight_unhold(fl);
 }
 
 /* Every item's status from its fact (or its first occurrence), exceptions and metrics. */
@@ -314,7 +378,7 @@ static void flight_settle(struct flight *fl)
         const struct pipeline_fact *f = &fl->facts[k];
         struct work *w = &fl->ws[fl->owner[k]];
 
-        if (fl->refused) {
+        if (f->claim_rc == -ESHUTDOWN) {
             set_retry(w, "shutting_down", "%s", "the service is restarting; retry shortly");
             continue;
         }
@@ -363,31 +427,6 @@ static void flight_settle(struct flight *fl)
         if (w->status == ST_ACCEPTED)
             raise_exceptions(ing, w);
         metric_add(ing->items_total, 1, w->type, status_name(w->status));
-    }
-}
-
-/*
- * Send the request's facts through the pipeline and answer with cont (which settles, replies
- * and frees fl) once they are done; at once when there is nothing to claim. Handler context.
- */
-static void flight_start(struct flight *fl, const struct http_request *req,
-                         struct http_response *resp, http_continuation cont)
-{
-    flight_prepare(fl);
-    if (fl->nf == 0) {
-        cont(req, resp, fl);
-        return;
-    }
-    fl->resp = resp;
-    fl->job.facts = fl->facts;
-    fl->job.n = fl->nf;
-    fl->job.publish = flight_publish;
-    fl->job.done = flight_done;
-    fl->job.opaque = fl;
-    http_response_defer(resp, cont, fl);
-    if (pipeline_submit(fl->ing->pipeline, &fl->job) != 0) {
-        fl->refused = true;
-        http_response_resume(resp);
     }
 }
 
@@ -512,14 +551,14 @@ static void handle_single(struct ingest *ing, const struct http_request *req,
         http_response_error(resp, 400, "invalid_json", NULL, "%s", err);
         return;
     }
-    fl = flight_new(ing, obj, 1);
+    fl = flight_new(ing, obj, 1, resp, finish_single);
     w = &fl->ws[0];
     w->type = type;
     w->obj = obj;
     ctx_init(ing, &who, false, &ctx);
     if (parse(obj, &ctx, &w->item, &w->err) != 0)
         w->status = ST_REJECTED; /* counted by flight_settle */
-    flight_start(fl, req, resp, finish_single);
+    flight_end(fl, req);
 }
 
 static void on_transaction(const struct http_request *req, struct http_response *resp, void *op)
@@ -648,7 +687,7 @@ static void on_batch(const struct http_request *req, struct http_response *resp,
                             ing->opts.batch_max_items);
         goto out_bad;
     }
-    fl = flight_new(ing, obj, n);
+    fl = flight_new(ing, obj, n, resp, finish_batch);
     ctx_init(ing, &who, true, &ctx);
     for (int g = 0; g < 2; g++) {
         for (size_t i = 0; i < json_array_size(arr[g]); i++, k++) {
@@ -666,9 +705,11 @@ static void on_batch(const struct http_request *req, struct http_response *resp,
             }
             if (parsers[g](it, &ctx, &w->item, &w->err) != 0)
                 w->status = ST_REJECTED;
+            if ((k + 1) % FLIGHT_CHUNK == 0)
+                flight_add(fl, k + 1); /* into the pipeline while the rest is validated */
         }
     }
-    flight_start(fl, req, resp, finish_batch);
+    flight_end(fl, req);
     return;
 out_bad:
     json_decref(obj);

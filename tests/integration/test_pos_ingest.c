@@ -1086,6 +1086,69 @@ static void test_batch_10000_twice(void **state)
 }
 
 /*
+ * A batch enters the pipeline in chunks of 500 items while the rest is still being validated:
+ * repeats and conflicts across chunks, a bad item on a chunk's edge and the order of the
+ * results are what they would be in one piece. 1,200 sales of till S002/T9; item 1,100 repeats
+ * item 10 (same body: duplicate), item 1,150 reuses item 20's id with another body (conflict),
+ * item 499 is not an object (rejected).
+ */
+static void test_batch_across_chunks(void **state)
+{
+    const size_t n = 1200;
+    size_t cap = n * 400 + 64, off = 0, accepted = 0;
+    char *body = malloc(cap);
+    json_t *r, *res;
+
+    (void)state;
+    off += (size_t)snprintf(body + off, cap - off, "{\"transactions\":[");
+    for (size_t i = 0; i < n; i++) {
+        size_t id = i == 1100 ? 10 : i == 1150 ? 20 : i;
+        const char *price = i == 1150 ? "6.00" : "5.00";
+
+        if (i == 499) {
+            off += (size_t)snprintf(body + off, cap - off, ",42");
+            continue;
+        }
+        off += (size_t)snprintf(
+            body + off, cap - off,
+            "%s{\"transaction_id\":\"CH-%zu\",\"store_code\":\"S002\",\"till_id\":\"T9\","
+            "\"kind\":\"sale\",\"occurred_at\":\"2026-11-23T10:00:00Z\",\"currency\":\"EUR\","
+            "\"lines\":[{\"sku\":\"SKU-KNOWN\",\"quantity\":1,\"unit_price\":\"%s\"}],"
+            "\"tenders\":[{\"type\":\"cash\",\"amount\":\"%s\"}],\"total\":\"%s\"}",
+            i ? "," : "", id, price, price, price);
+    }
+    snprintf(body + off, cap - off, "]}");
+    assert_int_equal(post("/v1/batches", KEY_WMS, body, &r), 200);
+    free(body);
+    res = json_object_get(r, "results");
+    assert_int_equal(json_array_size(res), n);
+    for (size_t i = 0; i < n; i++) {
+        json_t *x = json_array_get(res, i);
+        const char *st = json_string_value(json_object_get(x, "status"));
+        const char *want = i == 499    ? "rejected"
+                           : i == 1100 ? "duplicate"
+                           : i == 1150 ? "conflict"
+                                       : "accepted";
+
+        assert_int_equal(json_integer_value(json_object_get(x, "index")), (json_int_t)i);
+        if (strcmp(st, want) != 0)
+            fail_msg("item %zu: %s, want %s", i, st, want);
+        accepted += strcmp(st, "accepted") == 0;
+    }
+    assert_int_equal(json_integer_value(json_object_get(r, "accepted")), (json_int_t)(n - 3));
+    assert_int_equal(json_integer_value(json_object_get(r, "duplicate")), 1);
+    assert_int_equal(json_integer_value(json_object_get(r, "conflict")), 1);
+    assert_int_equal(json_integer_value(json_object_get(r, "rejected")), 1);
+    json_decref(r);
+    {
+        struct recs all = consume_all("pos.transactions.v1");
+
+        assert_int_equal(count_key(&all, "S002/T9"), accepted);
+        recs_free(&all);
+    }
+}
+
+/*
  * Concurrent single requests: the claims of simultaneous requests go to Postgres together
  * (claims.c), yet each request gets what it would alone. CONC_THREADS tills send CONC_EACH
  * distinct sales each (all accepted, each published once) and, all at one moment, the same
@@ -1380,6 +1443,7 @@ int main(void)
         cmocka_unit_test(test_bad_requests),
         cmocka_unit_test(test_batch_mixed_and_conflict),
         cmocka_unit_test(test_batch_10000_twice),
+        cmocka_unit_test(test_batch_across_chunks),
         cmocka_unit_test(test_concurrent_requests),
         cmocka_unit_test(test_sigterm_in_flight),
         cmocka_unit_test(test_kafka_down_then_retry),
