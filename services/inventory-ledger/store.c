@@ -2,9 +2,10 @@
  * store — one consumed batch, one transaction. See store.h for the model.
  *
  * Phases of store_apply():
- *   1. dedupe: COPY the batch's distinct event ids into applied_events (sorted, so concurrent
- *      replicas lock in the same order) under a savepoint; only when the primary key refuses
- *      one, roll back to it, look the ids up and COPY the new ones (see dedupe());
+ *   1. dedupe: BEGIN, a savepoint and a COPY of the batch's distinct event ids into
+ *      applied_events (sorted, so concurrent replicas lock in the same order) as one query;
+ *      only when the primary key refuses one, roll back to the savepoint, look the ids up and
+ *      COPY the new ones (see dedupe());
  *   2. look up the existing entries of the sources that voids and order releases refer to;
  *   3. lock every touched balance row (key order; missing ones created first) and read its
  *      last count time and whether SKU and location are known;
@@ -323,10 +324,11 @@ static int cmp_idx_by_id(const void *x, const void *y, void *evs)
 }
 
 /*
- * Which events are new. The first occurrence in batch order of each distinct id is the
- * candidate; later ones are duplicates. The candidates' ids are COPYed into applied_events
- * (sorted, so concurrent replicas take the index locks in the same order) under a savepoint:
- * in the common case none was applied before and that one statement is the whole dedupe. When
+ * Open the batch's transaction and find which events are new. The first occurrence in batch
+ * order of each distinct id is the candidate; later ones are duplicates. The candidates' ids
+ * are COPYed into applied_events (sorted, so concurrent replicas take the index locks in the
+ * same order) under a savepoint, sent with the BEGIN and the SAVEPOINT as one query: in the
+ * common case none was applied before and that one round trip is the whole dedupe. When
  * the primary key refuses one (a replay after a crash or a rebalance), the savepoint is rolled
  * back, the ids already there are looked up, and only the others are COPYed.
  *
@@ -366,11 +368,12 @@ static int dedupe(struct applier *a, struct store_stats *st)
         i = j;
     }
     if (nfirst == 0) {
-        rc = 0;
+        rc = run(a, "begin", "BEGIN; SAVEPOINT dedupe", 0, NULL, NULL);
         goto out;
     }
-    /* savepoint "dedupe" was opened with BEGIN (store_apply) */
-    rc = copy_rows(a, "dedupe insert", "COPY applied_events (event_id) FROM STDIN", &all);
+    /* one round trip: the transaction, the savepoint and the COPY (simple query protocol) */
+    rc = copy_rows(a, "dedupe insert",
+                   "BEGIN; SAVEPOINT dedupe; COPY applied_events (event_id) FROM STDIN", &all);
     if (rc == 0) {
         for (size_t i = 0; i < nfirst; i++)
             a->isnew[firsts[i]] = true;
@@ -1089,7 +1092,6 @@ int store_apply(PGconn *conn, const struct store_ctx *ctx, const struct ledger_e
     struct applier a = {.conn = conn, .ctx = ctx, .evs = evs, .n = n, .err = err, .errlen = errlen};
     struct store_stats local = {0};
     int64_t now = clock_now_ms();
-    PGresult *res;
     int rc;
 
     a.isnew = calloc(n ? n : 1, sizeof(*a.isnew));
@@ -1097,13 +1099,6 @@ int store_apply(PGconn *conn, const struct store_ctx *ctx, const struct ledger_e
         snprintf(err, errlen, "out of memory");
         return -ENOMEM;
     }
-    /* one round trip: the transaction and dedupe()'s savepoint */
-    res = PQexec(conn, "BEGIN; SAVEPOINT dedupe");
-    if (!res || PQresultStatus(res) != PGRES_COMMAND_OK) {
-        rc = sql_fail(&a, res, "begin");
-        goto rollback;
-    }
-    PQclear(res);
     {
         int64_t t[8];
         char buf[160];
