@@ -11,7 +11,9 @@
  * Consumer: rd_kafka_consumer_poll() one record at a time into c->batch until max_batch or
  * batch_wait_ms after the first record; the rebalance callback (run inside that poll) drops
  * gathered records of revoked partitions, so a batch never holds records of a partition this
- * member no longer owns.
+ * member no longer owns. Deferred: c->inflight keeps the first offsets of the batch on_batch
+ * accepted but did not finish; the next on_batch, or on_settle (idle, revoke, close), says how
+ * it ended, and a failure seeks back to it, together with anything gathered since.
  */
 #include "kafka.h"
 
@@ -489,12 +491,25 @@ struct kafka_consumer {
     int max_batch;
     int batch_wait_ms;
     bool commit_offsets;
+    bool deferred;
     bool closed;
-    bool fatal;                 /* set by the rebalance callback when on_assign failed */
+    bool fatal; /* set by the rebalance callback when on_assign failed */
+    /* deferred: first offset per partition of the batch in flight (NULL: none in flight);
+     * settle_failed: on_settle reported it failed inside the rebalance callback, the run
+     * loop seeks back to inflight */
+    rd_kafka_topic_partition_list_t *inflight;
+    bool settle_failed;
     rd_kafka_message_t **batch; /* records gathered, max_batch slots */
     size_t nbatch;
     struct kafka_message *msgs; /* views of batch for on_batch */
 };
+
+static void inflight_clear(struct kafka_consumer *c)
+{
+    if (c->inflight)
+        rd_kafka_topic_partition_list_destroy(c->inflight);
+    c->inflight = NULL;
+}
 
 /* Drop gathered records of the given partitions (they are being revoked). */
 static void batch_drop_partitions(struct kafka_consumer *c,
@@ -538,6 +553,14 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t e,
                cooperative ? "cooperative" : "eager", NULL);
     } else if (e == RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
         bool lost = rd_kafka_assignment_lost(rk) != 0;
+        /* the batch in flight ends before its partitions go; if it failed, the run loop seeks
+         * back to it (partitions still ours) and drops what was gathered after it */
+        if (c->inflight && !c->settle_failed) {
+            if (c->ops.on_settle(c->opaque) == 0)
+                inflight_clear(c);
+            else
+                c->settle_failed = true;
+        }
         batch_drop_partitions(c, parts);
         if (c->commit_offsets && !lost) {
             /* commit what was processed now, so the next owner does not redo it */
@@ -591,6 +614,11 @@ struct kafka_consumer *kafka_consumer_new(const struct kafka_consumer_opts *opts
     c->max_batch = opts->max_batch > 0 ? opts->max_batch : 100;
     c->batch_wait_ms = opts->batch_wait_ms >= 0 ? opts->batch_wait_ms : 100;
     c->commit_offsets = opts->commit_offsets;
+    c->deferred = opts->deferred;
+    if (c->deferred && (c->commit_offsets || !c->ops.on_settle)) {
+        set_err(err, errlen, "kafka consumer: deferred needs on_settle and commit_offsets off");
+        goto out_fail;
+    }
     c->batch = calloc((size_t)c->max_batch, sizeof(*c->batch));
     c->msgs = calloc((size_t)c->max_batch, sizeof(*c->msgs));
     if (!c->batch || !c->msgs)
@@ -722,16 +750,37 @@ static void batch_store(struct kafka_consumer *c)
     rd_kafka_topic_partition_list_destroy(list);
 }
 
-/* After a failed batch: seek every partition back to its first record of the batch. */
-static void batch_rewind(struct kafka_consumer *c)
+/* First offset per partition of the gathered batch (a new list). */
+static rd_kafka_topic_partition_list_t *batch_firsts(struct kafka_consumer *c)
 {
-    rd_kafka_topic_partition_list_t *list;
-    rd_kafka_error_t *error;
+    rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new((int)c->nbatch);
 
-    list = rd_kafka_topic_partition_list_new((int)c->nbatch);
     for (size_t i = 0; i < c->nbatch; i++) {
         const rd_kafka_message_t *m = c->batch[i];
         list_note(list, rd_kafka_topic_name(m->rkt), m->partition, m->offset, true);
+    }
+    return list;
+}
+
+/*
+ * After a failed batch: seek every partition back to its first record of the batch, or, with
+ * with_inflight, of the batch in flight before it when that one is earlier (it failed too).
+ * A partition no longer assigned fails to seek (logged): its next owner starts from what
+ * was stored. Clears the in-flight batch either way.
+ */
+static void batch_rewind(struct kafka_consumer *c, bool with_inflight)
+{
+    rd_kafka_topic_partition_list_t *list = batch_firsts(c);
+    rd_kafka_error_t *error;
+
+    if (with_inflight && c->inflight)
+        for (int i = 0; i < c->inflight->cnt; i++)
+            list_note(list, c->inflight->elems[i].topic, c->inflight->elems[i].partition,
+                      c->inflight->elems[i].offset, true);
+    inflight_clear(c);
+    if (list->cnt == 0) {
+        rd_kafka_topic_partition_list_destroy(list);
+        return;
     }
     error = rd_kafka_seek_partitions(c->rk, list, 5000);
     if (error) {
@@ -803,6 +852,12 @@ static int batch_gather(struct kafka_consumer *c, volatile sig_atomic_t *running
             wait = left < 100 ? (int)left : 100;
         }
         m = rd_kafka_consumer_poll(c->rk, wait);
+        if (c->settle_failed) {
+            /* what was gathered follows the failed batch: the run loop drops it */
+            if (m)
+                rd_kafka_message_destroy(m);
+            return 0;
+        }
         if (!m) {
             if (c->nbatch == 0)
                 return 0; /* nothing yet: let the caller check *running */
@@ -835,6 +890,18 @@ static void consumer_close(struct kafka_consumer *c)
     c->closed = true;
 }
 
+/* The in-flight batch failed: seek back to it and to what was gathered after it (dropped),
+ * then back off. */
+static void inflight_failed(struct kafka_consumer *c, volatile sig_atomic_t *running, int *backoff)
+{
+    batch_rewind(c, true);
+    batch_clear(c);
+    c->settle_failed = false;
+    log_kv(LOG_LVL_WARN, "kafka consumer: batch failed, redelivering after backoff", NULL);
+    backoff_sleep(*backoff, running);
+    *backoff = *backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : *backoff * 2;
+}
+
 int kafka_consumer_run(struct kafka_consumer *c, volatile sig_atomic_t *running)
 {
     int backoff = BACKOFF_MIN_MS;
@@ -847,6 +914,18 @@ int kafka_consumer_run(struct kafka_consumer *c, volatile sig_atomic_t *running)
             rc = -EIO;
             break;
         }
+        if (c->settle_failed) {
+            inflight_failed(c, running, &backoff);
+            continue;
+        }
+        if (c->nbatch == 0 && c->inflight) {
+            /* nothing came: finish the batch in flight rather than leave it pending */
+            if (c->ops.on_settle(c->opaque) == 0)
+                inflight_clear(c);
+            else
+                inflight_failed(c, running, &backoff);
+            continue;
+        }
         if (c->nbatch == 0 || c->fatal)
             continue;
         for (size_t i = 0; i < c->nbatch; i++)
@@ -854,15 +933,23 @@ int kafka_consumer_run(struct kafka_consumer *c, volatile sig_atomic_t *running)
         int brc = c->ops.on_batch ? c->ops.on_batch(c->opaque, c->msgs, c->nbatch) : 0;
         if (brc >= 0) {
             batch_store(c);
+            if (c->deferred) {
+                inflight_clear(c);
+                c->inflight = batch_firsts(c); /* in flight until settled */
+            }
             backoff = BACKOFF_MIN_MS;
         } else {
-            batch_rewind(c);
+            batch_rewind(c, brc == KAFKA_PREVIOUS_FAILED);
             log_kv(LOG_LVL_WARN, "kafka consumer: batch failed, redelivering after backoff", NULL);
             backoff_sleep(backoff, running);
             backoff = backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : backoff * 2;
         }
         batch_clear(c);
     }
+    /* the batch in flight ends before the consumer leaves the group */
+    if (c->inflight && !c->settle_failed && c->ops.on_settle(c->opaque) != 0)
+        log_kv(LOG_LVL_WARN, "kafka consumer: last batch failed, redelivered after restart", NULL);
+    inflight_clear(c);
     if (c->fatal)
         rc = -EIO;
     consumer_close(c);
@@ -877,6 +964,7 @@ void kafka_consumer_free(struct kafka_consumer *c)
         consumer_close(c);
         rd_kafka_destroy(c->rk);
     }
+    inflight_clear(c);
     free(c->batch);
     free(c->msgs);
     free(c);

@@ -19,6 +19,7 @@
 #ifndef TILLSYNC_KAFKA_H
 #define TILLSYNC_KAFKA_H
 
+#include <errno.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -145,9 +146,24 @@ struct kafka_consumer_ops {
      * Return 0 when done: their offsets are then stored for commit. Negative = transient
      * failure: every partition is sought back to its first record of the batch and the batch
      * is redelivered after a backoff (100 ms doubling to 5 s). NULL = accept everything.
+     * With opts.deferred, 0 means accepted: the batch may still be in flight when on_batch
+     * returns (its records are freed then: copy what the work needs), and the previous one
+     * was done. KAFKA_PREVIOUS_FAILED means the previous batch (in flight when on_batch was
+     * called) failed and this one was not started: both are redelivered from the previous
+     * one's first records. Any other negative: this one failed, the previous one was done.
      */
     int (*on_batch)(void *opaque, struct kafka_message *msgs, size_t n);
+    /*
+     * With opts.deferred: wait until the batch last accepted by on_batch is done. Returns 0
+     * when its effect is durable, negative when it failed (it is then redelivered). Called
+     * when no record came for 100 ms, before partitions are revoked (before on_revoke) and
+     * before the consumer closes; only while a batch is in flight. NULL without deferred.
+     */
+    int (*on_settle)(void *opaque);
 };
+
+/* on_batch's answer with a deferred consumer when the previous batch failed (see on_batch). */
+#define KAFKA_PREVIOUS_FAILED (-EPIPE)
 
 /* Consumer settings; strings are copied by kafka_consumer_new(). */
 struct kafka_consumer_opts {
@@ -158,6 +174,11 @@ struct kafka_consumer_opts {
     int max_batch;       /* <= 0: 100 */
     int batch_wait_ms;   /* how long to gather after the first record; < 0: 100 */
     bool commit_offsets; /* false when the service stores offsets itself (e.g. in Postgres) */
+    /* on_batch may return before its batch is done, which ops.on_settle then waits for: the
+     * next batch is gathered and prepared while the previous one is applied. The consumer
+     * keeps the in-flight batch's first offsets to seek back to if it fails. Needs
+     * commit_offsets false and ops.on_settle. */
+    bool deferred;
     const char *const *extra_conf; /* NULL-terminated key, value pairs, may be NULL */
 };
 

@@ -5,10 +5,17 @@
  * by store_apply() together with the next offsets of its partitions in one Postgres
  * transaction, and on_assign hands those offsets back to librdkafka. A batch that fails is
  * redelivered whole; its events that did commit earlier are duplicates (applied_events).
+ *
+ * Two batches overlap (a deferred consumer, kafka.h): a worker thread applies batch k while
+ * the consumer thread frees k-1's records, gathers k+1 and decodes it; only then does it wait
+ * for k. At most one batch is in Postgres at a time, so batches commit in consumer order and
+ * a crash leaves a prefix of them committed. If k fails, k+1 is not started and both are
+ * redelivered from k's first records (KAFKA_PREVIOUS_FAILED).
  */
 #include "app.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +62,16 @@ static struct holds *holds_state;
 static struct http_route
     all_routes[sizeof(api_state.routes) / sizeof(api_state.routes[0]) + HOLDS_API_NROUTES];
 
+/* One decoded batch: its events and its partitions' next offsets (topic names point into
+ * app->topics, so they outlive the Kafka records). */
+struct job {
+    struct ledger_event *evs;
+    size_t nev;
+    struct store_offset *offs;
+    size_t noffs;
+    size_t cap;
+};
+
 struct app {
     struct service *svc;
     struct publisher *pub;
@@ -63,9 +80,18 @@ struct app {
     char topics[3][256];
     char dlq[256];
     struct metric *applied, *dups, *entries, *batches, *failures, *batch_seconds;
-    struct ledger_event *evs;
-    struct store_offset *offs;
-    size_t cap;
+    /* jobs[next] is decoded by the consumer thread while jobs[!next] may be with the worker */
+    struct job jobs[2];
+    int next;
+    pthread_t worker;
+    bool worker_started;
+    /* under mu: handed = a job waits for the worker; busy = a job is handed and not settled;
+     * done = the worker finished it with result */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    struct job *handed;
+    bool busy, done, stop;
+    int result;
 };
 
 static int on_assign(void *opaque, rd_kafka_topic_partition_list_t *parts)
@@ -98,76 +124,47 @@ static int on_assign(void *opaque, rd_kafka_topic_partition_list_t *parts)
 static void on_revoke(void *opaque, const rd_kafka_topic_partition_list_t *parts, bool lost)
 {
     (void)opaque;
-    /* nothing held per partition: effects and offsets are committed per batch */
+    /* nothing held per partition: the batch in flight was settled before (on_settle) */
     log_kv(LOG_LVL_INFO, lost ? "partitions lost" : "partitions revoked", "count",
            parts->cnt > 0 ? parts->elems[0].topic : "", NULL);
 }
 
-static int offsets_note(struct app *app, size_t *noffs, const struct kafka_message *m)
+static int offsets_note(struct job *j, const char *topic, const struct kafka_message *m)
 {
-    for (size_t i = 0; i < *noffs; i++)
-        if (app->offs[i].partition == m->partition && strcmp(app->offs[i].topic, m->topic) == 0) {
-            if (m->offset + 1 > app->offs[i].next_offset)
-                app->offs[i].next_offset = m->offset + 1;
+    for (size_t i = 0; i < j->noffs; i++)
+        if (j->offs[i].partition == m->partition && strcmp(j->offs[i].topic, topic) == 0) {
+            if (m->offset + 1 > j->offs[i].next_offset)
+                j->offs[i].next_offset = m->offset + 1;
             return 0;
         }
-    app->offs[(*noffs)++] = (struct store_offset){m->topic, m->partition, m->offset + 1};
+    j->offs[j->noffs++] = (struct store_offset){topic, m->partition, m->offset + 1};
     return 0;
 }
 
-static int on_batch(void *opaque, struct kafka_message *msgs, size_t n)
+static void job_release(struct job *j)
 {
-    struct app *app = opaque;
-    size_t nev = 0, noffs = 0;
+    for (size_t i = 0; i < j->nev; i++)
+        ledger_event_release(&j->evs[i]);
+    j->nev = 0;
+    j->noffs = 0;
+}
+
+/* Apply one job in its transaction (on the worker thread). Returns 0 or negative. */
+static int job_apply(struct app *app, struct job *j)
+{
     struct store_stats st = {0};
     struct timespec t0, t1;
     char err[512];
     PGconn *c;
-    int rc = 0;
+    int rc;
 
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    if (n > app->cap) {
-        struct ledger_event *e = realloc(app->evs, n * sizeof(*e));
-        struct store_offset *o;
-
-        if (!e)
-            return -ENOMEM;
-        app->evs = e;
-        o = realloc(app->offs, n * sizeof(*o));
-        if (!o)
-            return -ENOMEM;
-        app->offs = o;
-        app->cap = n;
-    }
-    for (size_t i = 0; i < n; i++) {
-        struct kafka_message *m = &msgs[i];
-
-        offsets_note(app, &noffs, m);
-        rc =
-            ledger_event_decode(&app->evs[nev], m->topic, m->payload, m->len,
-                                *m->ce_id ? m->ce_id : NULL, cfg.online_location, err, sizeof(err));
-        if (rc == 0) {
-            nev++;
-            continue;
-        }
-        ledger_event_release(&app->evs[nev]);
-        if (rc == -ENOMEM)
-            goto out;
-        /* a record that can never apply: dead-letter it, then move on */
-        snprintf(app->dlq, sizeof(app->dlq), "%s.dlq", m->topic);
-        log_kv(LOG_LVL_WARN, "undecodable record dead-lettered", "topic", m->topic, "reason", err,
-               NULL);
-        rc = kafka_dead_letter(app->svc->producer, app->dlq, m, "undecodable", err,
-                               "inventory-ledger", err, sizeof(err));
-        if (rc)
-            goto out;
-    }
     c = pg_acquire(app->svc->pg, 5000, err, sizeof(err));
     if (!c) {
         rc = -EIO;
         goto out;
     }
-    rc = store_apply(c, &app->ctx, app->evs, nev, app->offs, noffs, &st, err, sizeof(err));
+    rc = store_apply(c, &app->ctx, j->evs, j->nev, j->offs, j->noffs, &st, err, sizeof(err));
     pg_release(app->svc->pg, c);
     if (rc == 0) {
         clock_gettime(CLOCK_MONOTONIC, &t1);
@@ -183,19 +180,175 @@ out:
         metric_add(app->failures, 1);
         log_kv(LOG_LVL_WARN, "batch not applied, will be redelivered", "reason", err, NULL);
     }
-    for (size_t i = 0; i < nev; i++)
-        ledger_event_release(&app->evs[i]);
-    return rc ? (rc == -ENOMEM ? -ENOMEM : -EIO) : 0;
+    return rc;
+}
+
+static void *worker_main(void *opaque)
+{
+    struct app *app = opaque;
+
+    pthread_mutex_lock(&app->mu);
+    for (;;) {
+        struct job *j;
+        int rc;
+
+        while (!app->handed && !app->stop)
+            pthread_cond_wait(&app->cv, &app->mu);
+        if (!app->handed)
+            break;
+        j = app->handed;
+        app->handed = NULL;
+        pthread_mutex_unlock(&app->mu);
+        rc = job_apply(app, j);
+        pthread_mutex_lock(&app->mu);
+        app->result = rc;
+        app->done = true;
+        pthread_cond_broadcast(&app->cv);
+    }
+    pthread_mutex_unlock(&app->mu);
+    return NULL;
+}
+
+/* Wait for the job with the worker (if any) and free its events. Returns its result. */
+static int on_settle(void *opaque)
+{
+    struct app *app = opaque;
+    int rc;
+
+    pthread_mutex_lock(&app->mu);
+    if (!app->busy) {
+        pthread_mutex_unlock(&app->mu);
+        return 0;
+    }
+    while (!app->done)
+        pthread_cond_wait(&app->cv, &app->mu);
+    rc = app->result;
+    app->busy = false;
+    app->done = false;
+    pthread_mutex_unlock(&app->mu);
+    job_release(&app->jobs[!app->next]);
+    return rc;
+}
+
+/* The full topic name (in app->topics) a record came from, NULL when not ours. */
+static const char *topic_of(struct app *app, const char *topic)
+{
+    for (int i = 0; i < 3; i++)
+        if (strcmp(app->topics[i], topic) == 0)
+            return app->topics[i];
+    return NULL;
+}
+
+static int job_grow(struct job *j, size_t n)
+{
+    struct ledger_event *e;
+    struct store_offset *o;
+
+    if (n <= j->cap)
+        return 0;
+    e = realloc(j->evs, n * sizeof(*e));
+    if (!e)
+        return -ENOMEM;
+    j->evs = e;
+    o = realloc(j->offs, n * sizeof(*o));
+    if (!o)
+        return -ENOMEM;
+    j->offs = o;
+    j->cap = n;
+    return 0;
+}
+
+/*
+ * Decode the batch into jobs[next], wait for the batch with the worker, then hand this one
+ * over. Returns 0 (this batch in flight), KAFKA_PREVIOUS_FAILED, or negative when this batch
+ * cannot start (the previous one committed).
+ */
+static int on_batch(void *opaque, struct kafka_message *msgs, size_t n)
+{
+    struct app *app = opaque;
+    struct job *j = &app->jobs[app->next];
+    char err[512];
+    int rc = 0, prev;
+
+    j->nev = j->noffs = 0;
+    if (job_grow(j, n)) {
+        rc = -ENOMEM;
+        goto fail;
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct kafka_message *m = &msgs[i];
+        const char *topic = topic_of(app, m->topic);
+
+        if (!topic) {
+            log_kv(LOG_LVL_ERROR, "record of a topic not subscribed", "topic", m->topic, NULL);
+            rc = -EIO;
+            goto fail;
+        }
+        offsets_note(j, topic, m);
+        rc =
+            ledger_event_decode(&j->evs[j->nev], m->topic, m->payload, m->len,
+                                *m->ce_id ? m->ce_id : NULL, cfg.online_location, err, sizeof(err));
+        if (rc == 0) {
+            j->nev++;
+            continue;
+        }
+        ledger_event_release(&j->evs[j->nev]);
+        if (rc == -ENOMEM)
+            goto fail;
+        /* a record that can never apply: dead-letter it, then move on */
+        snprintf(app->dlq, sizeof(app->dlq), "%s.dlq", m->topic);
+        log_kv(LOG_LVL_WARN, "undecodable record dead-lettered", "topic", m->topic, "reason", err,
+               NULL);
+        rc = kafka_dead_letter(app->svc->producer, app->dlq, m, "undecodable", err,
+                               "inventory-ledger", err, sizeof(err));
+        if (rc) {
+            log_kv(LOG_LVL_WARN, "batch not applied, will be redelivered", "reason", err, NULL);
+            goto fail;
+        }
+    }
+    prev = on_settle(app);
+    if (prev) {
+        job_release(j);
+        return KAFKA_PREVIOUS_FAILED;
+    }
+    pthread_mutex_lock(&app->mu);
+    app->handed = j;
+    app->busy = true;
+    pthread_cond_broadcast(&app->cv);
+    pthread_mutex_unlock(&app->mu);
+    app->next = !app->next;
+    return 0;
+fail:
+    job_release(j);
+    metric_add(app->failures, 1);
+    /* this batch did not start; the previous one must end before we say how */
+    prev = on_settle(app);
+    if (prev)
+        return KAFKA_PREVIOUS_FAILED;
+    return rc == -ENOMEM ? -ENOMEM : -EIO;
 }
 
 static void app_free(struct app *app)
 {
     if (!app)
         return;
-    kafka_consumer_free(app->consumer);
+    kafka_consumer_free(app->consumer); /* settles the batch in flight */
+    if (app->worker_started) {
+        on_settle(app);
+        pthread_mutex_lock(&app->mu);
+        app->stop = true;
+        pthread_cond_broadcast(&app->cv);
+        pthread_mutex_unlock(&app->mu);
+        pthread_join(app->worker, NULL);
+    }
+    pthread_mutex_destroy(&app->mu);
+    pthread_cond_destroy(&app->cv);
     publisher_free(app->pub);
-    free(app->evs);
-    free(app->offs);
+    for (int i = 0; i < 2; i++) {
+        job_release(&app->jobs[i]);
+        free(app->jobs[i].evs);
+        free(app->jobs[i].offs);
+    }
     free(app);
 }
 
@@ -214,6 +367,8 @@ static int app_start(struct service *svc, void **state, const struct http_route 
         return -ENOMEM;
     }
     app->svc = svc;
+    pthread_mutex_init(&app->mu, NULL);
+    pthread_cond_init(&app->cv, NULL);
     app->ctx.tenant_id = svc->tenant_id;
     app->ctx.group_id = cfg.group_id;
     for (int i = 0; i < 3; i++) {
@@ -231,7 +386,7 @@ static int app_start(struct service *svc, void **state, const struct http_route 
     app->failures = metrics_counter(svc->metrics, "ledger_batch_failures_total",
                                     "Batches rolled back and redelivered", NULL);
     app->batch_seconds = metrics_histogram(svc->metrics, "ledger_batch_seconds",
-                                           "Time to decode and commit one batch", NULL, NULL, 0);
+                                           "Time to apply and commit one batch", NULL, NULL, 0);
     snprintf(session, sizeof(session), "%ld", cfg.session_timeout_ms);
     snprintf(heartbeat, sizeof(heartbeat), "%ld", cfg.session_timeout_ms / 12);
     extra[ne++] = "session.timeout.ms";
@@ -252,14 +407,23 @@ static int app_start(struct service *svc, void **state, const struct http_route 
             .max_batch = (int)cfg.batch_max,
             .batch_wait_ms = (int)cfg.batch_wait_ms,
             .commit_offsets = false,
+            .deferred = true,
             .extra_conf = extra,
         };
-        struct kafka_consumer_ops ops = {on_assign, on_revoke, on_batch};
+        struct kafka_consumer_ops ops = {.on_assign = on_assign,
+                                         .on_revoke = on_revoke,
+                                         .on_batch = on_batch,
+                                         .on_settle = on_settle};
 
         app->consumer = kafka_consumer_new(&opts, &ops, app, err, errlen);
     }
     if (!app->consumer)
         goto fail;
+    if (pthread_create(&app->worker, NULL, worker_main, app) != 0) {
+        snprintf(err, errlen, "cannot start the batch worker thread");
+        goto fail;
+    }
+    app->worker_started = true;
     if (!holds_state && !(holds_state = holds_new(svc, cfg.publish_interval_ms, err, errlen)))
         goto fail;
     app->ctx.batch_hook = holds_batch_hook;

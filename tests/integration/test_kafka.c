@@ -325,6 +325,95 @@ static void test_failed_batch_redelivered(void **state)
     kafka_producer_free(p);
 }
 
+/* A deferred consumer: on_batch accepts a batch that is still in flight; the next on_batch or
+ * on_settle says how it ended, and a failure seeks back to the batch in flight. */
+struct deferred {
+    volatile sig_atomic_t running;
+    int calls, settles, fail_settles;
+    int64_t firsts[16];
+    size_t sizes[16];
+    int seen4; /* batches that started at offset 4 */
+};
+
+static int deferred_batch(void *opaque, struct kafka_message *msgs, size_t n)
+{
+    struct deferred *d = opaque;
+    int call = d->calls++;
+
+    if (call < 16) {
+        d->firsts[call] = msgs[0].offset;
+        d->sizes[call] = n;
+    }
+    if (call == 1)
+        return KAFKA_PREVIOUS_FAILED; /* the batch at 0 failed after it was accepted */
+    if (msgs[0].offset == 4 && ++d->seen4 == 2)
+        d->running = 0;
+    return 0;
+}
+
+static int deferred_settle(void *opaque)
+{
+    struct deferred *d = opaque;
+
+    d->settles++;
+    if (d->fail_settles > 0 && d->calls >= 5) {
+        d->fail_settles--;
+        return -1; /* the batch at 4, in flight when nothing more came, failed */
+    }
+    return 0;
+}
+
+static void test_deferred_batches(void **state)
+{
+    char topic[128], group[128], err[256] = "";
+    const char *topics[1] = {topic};
+    struct kafka_producer *p = producer_make();
+    struct deferred d = {.fail_settles = 1};
+    struct kafka_consumer_opts o = {.brokers = brokers,
+                                    .group_id = group,
+                                    .topics = topics,
+                                    .ntopics = 1,
+                                    .max_batch = 2,
+                                    .batch_wait_ms = 200,
+                                    .deferred = true,
+                                    .extra_conf = consumer_conf};
+    struct kafka_consumer_ops ops = {.on_batch = deferred_batch, .on_settle = deferred_settle};
+    struct kafka_consumer *c;
+    struct watchdog w;
+    const int64_t want[6] = {0, 2, 0, 2, 4, 4};
+
+    (void)state;
+    name_make(topic, sizeof(topic), "deferred");
+    name_make(group, sizeof(group), "g-deferred");
+    topic_prepare(topic, 1);
+    produce_n(p, topic, 0, 6);
+    assert_int_equal(kafka_producer_flush(p, 5000), 0);
+
+    /* deferred needs on_settle and offsets kept by the service */
+    o.commit_offsets = true;
+    assert_null(kafka_consumer_new(&o, &ops, &d, err, sizeof(err)));
+    o.commit_offsets = false;
+    c = kafka_consumer_new(&o, &ops, &d, err, sizeof(err));
+    if (!c)
+        fail_msg("kafka_consumer_new: %s", err);
+    d.running = 1;
+    watchdog_start(&w, &d.running, 60000);
+    assert_int_equal(kafka_consumer_run(c, &d.running), 0);
+    if (watchdog_stop(&w))
+        fail_msg("deferred consumer: %d batches within 60 s", d.calls);
+    kafka_consumer_free(c);
+    assert_int_equal(d.calls, 6);
+    for (int i = 0; i < 6; i++) {
+        if (d.firsts[i] != want[i])
+            fail_msg("batch %d started at %lld, want %lld", i, (long long)d.firsts[i],
+                     (long long)want[i]);
+        assert_int_equal(d.sizes[i], 2);
+    }
+    assert_int_equal(d.fail_settles, 0); /* the idle settle ran and failed once */
+    assert_true(d.settles >= 2);         /* and the close settled the last batch */
+    kafka_producer_free(p);
+}
+
 /* A consumer restarted in the same group resumes after the last processed offset; a consumer
  * that keeps its own offsets starts where on_assign says. */
 static void test_restart_resumes(void **state)
@@ -633,6 +722,7 @@ int main(void)
         cmocka_unit_test(test_roundtrip_headers),
         cmocka_unit_test(test_failed_batch_redelivered),
         cmocka_unit_test(test_restart_resumes),
+        cmocka_unit_test(test_deferred_batches),
         cmocka_unit_test(test_dead_letter_headers),
         cmocka_unit_test(test_fault_injection),
     };
