@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,42 +65,56 @@
 #define RETAIN_MS   "86400000"
 #define CONSUMED_MS "60000"
 
-/* ARGV: P id fingerprint ttl_ms scope checkout cart n (sku qty)×n */
+/*
+ * Check-and-hold of a batch of holds, one after the other (each all lines or none, exactly as
+ * if each were its own script). ARGV: P count, then per hold: id fingerprint ttl_ms scope
+ * checkout cart n (sku qty)×n. Returns one answer per hold: {'ok', now, expiry}, {'replay'},
+ * {'conflict'}, {'unsynced'} or {'short', available per line…}.
+ */
 static struct redis_script create_script = {
     LUA_PRELUDE LUA_AVAIL
-    "if redis.call('EXISTS', P .. 'synced') == 0 then return {'unsynced'} end\n"
-    "local id = ARGV[2]\n"
-    "local hk = P .. 'h:' .. id\n"
-    "if redis.call('EXISTS', hk) == 1 then\n"
-    "  if redis.call('HGET', hk, 'fp') ~= ARGV[3] then return {'conflict'} end\n"
-    "  return {'replay'}\n"
-    "end\n"
-    "local scope, n = ARGV[5], tonumber(ARGV[8])\n"
-    "local out, ok = {'short'}, true\n"
-    "for i = 0, n - 1 do\n"
-    "  local a = avail(scope, ARGV[9 + 2 * i])\n"
-    "  if a < tonumber(ARGV[10 + 2 * i]) then ok = false end\n"
-    "  out[#out + 1] = tostring(a)\n"
-    "end\n"
-    "if not ok then return out end\n"
-    "local exp = now + tonumber(ARGV[4])\n"
-    "local lines = ''\n"
-    "for i = 0, n - 1 do\n"
-    "  local sku, q = ARGV[9 + 2 * i], ARGV[10 + 2 * i]\n"
-    "  redis.call('ZADD', P .. 'z:' .. scope .. ':' .. sku, exp, id .. '|' .. q)\n"
-    "  redis.call('INCRBY', P .. 'q:' .. scope .. ':' .. sku, q)\n"
-    "  redis.call('ZADD', P .. 'exp', exp, id .. '\\t' .. scope .. '\\t' .. sku)\n"
-    "  redis.call('SADD', P .. 'dirty', scope .. '\\t' .. sku)\n"
-    "  lines = lines .. sku .. '\\t' .. q .. '\\n'\n"
-    "end\n"
-    "redis.call('HSET', hk, 'st', 'held', 'exp', exp, 'crt', now, 'fp', ARGV[3], 'scope', scope,\n"
-    "  'lines', lines, 'chk', ARGV[6], 'cart', ARGV[7], 'ttl', ARGV[4])\n"
-    "redis.call('PEXPIREAT', hk, exp + " RETAIN_MS ")\n"
-    "if ARGV[6] ~= '' then redis.call('SET', P .. 'x:chk:' .. ARGV[6], id, 'PXAT', exp + " RETAIN_MS
+    "local synced = redis.call('EXISTS', P .. 'synced') == 1\n"
+    "local function hold(id, fp, ttl, scope, chk, cart, n, i)\n"
+    "  if not synced then return {'unsynced'} end\n"
+    "  local hk = P .. 'h:' .. id\n"
+    "  if redis.call('EXISTS', hk) == 1 then\n"
+    "    if redis.call('HGET', hk, 'fp') ~= fp then return {'conflict'} end\n"
+    "    return {'replay'}\n"
+    "  end\n"
+    "  local out, ok = {'short'}, true\n"
+    "  for j = 0, n - 1 do\n"
+    "    local a = avail(scope, ARGV[i + 2 * j])\n"
+    "    if a < tonumber(ARGV[i + 1 + 2 * j]) then ok = false end\n"
+    "    out[#out + 1] = tostring(a)\n"
+    "  end\n"
+    "  if not ok then return out end\n"
+    "  local exp = now + tonumber(ttl)\n"
+    "  local lines = ''\n"
+    "  for j = 0, n - 1 do\n"
+    "    local sku, q = ARGV[i + 2 * j], ARGV[i + 1 + 2 * j]\n"
+    "    redis.call('ZADD', P .. 'z:' .. scope .. ':' .. sku, exp, id .. '|' .. q)\n"
+    "    redis.call('INCRBY', P .. 'q:' .. scope .. ':' .. sku, q)\n"
+    "    redis.call('ZADD', P .. 'exp', exp, id .. '\\t' .. scope .. '\\t' .. sku)\n"
+    "    redis.call('SADD', P .. 'dirty', scope .. '\\t' .. sku)\n"
+    "    lines = lines .. sku .. '\\t' .. q .. '\\n'\n"
+    "  end\n"
+    "  redis.call('HSET', hk, 'st', 'held', 'exp', exp, 'crt', now, 'fp', fp, 'scope', scope,\n"
+    "    'lines', lines, 'chk', chk, 'cart', cart, 'ttl', ttl)\n"
+    "  redis.call('PEXPIREAT', hk, exp + " RETAIN_MS ")\n"
+    "  if chk ~= '' then redis.call('SET', P .. 'x:chk:' .. chk, id, 'PXAT', exp + " RETAIN_MS
     ") end\n"
-    "if ARGV[7] ~= '' then redis.call('SET', P .. 'x:cart:' .. ARGV[7], id, 'PXAT', exp "
-    "+ " RETAIN_MS ") end\n"
-    "return {'ok', tostring(now), tostring(exp)}\n",
+    "  if cart ~= '' then redis.call('SET', P .. 'x:cart:' .. cart, id, 'PXAT', exp + " RETAIN_MS
+    ") end\n"
+    "  return {'ok', tostring(now), tostring(exp)}\n"
+    "end\n"
+    "local res, i = {}, 3\n"
+    "for k = 1, tonumber(ARGV[2]) do\n"
+    "  local n = tonumber(ARGV[i + 6])\n"
+    "  res[k] = hold(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5], n,\n"
+    "    i + 7)\n"
+    "  i = i + 7 + 2 * n\n"
+    "end\n"
+    "return res\n",
     ""};
 
 /* ARGV: P id → {now, field, value, …} or {now} when absent */
@@ -292,6 +307,44 @@ static struct redis_script done_script = {"return redis.call('DEL', ARGV[1] .. '
 
 /* ---- the holds object */
 
+/*
+ * A hold waiting to be created (holds_create() of one request thread). It lives on that
+ * thread's stack. The thread sleeps on `sem` until another thread hands it either its answer
+ * (role CREATE_DONE, rc set) or a batch to send, itself first (role CREATE_SEND).
+ */
+struct create_wait {
+    const char *idem_key;
+    struct hold *req;
+    char fp[17], scope[256];
+    char *err;
+    size_t errlen;
+    int rc;
+    int role;
+    sem_t sem;
+    struct create_wait *next;  /* in the queue, then in its batch */
+    struct create_wait *batch; /* CREATE_SEND: the batch to send (this hold first) */
+    size_t n;
+};
+
+enum { CREATE_WAITING, CREATE_DONE, CREATE_SEND };
+
+/*
+ * Holds waiting for Redis. Concurrent creates go to Redis together, in one script call of up
+ * to CREATE_BATCH_MAX holds, with at most CREATE_SENDERS such calls in flight. A thread that
+ * finds a sender's place free sends what is queued; a sender done with its batch wakes each
+ * of its holds' threads with its answer and hands what queued meanwhile to the first of them,
+ * so every waiting thread is woken exactly once. Guarded by mu (never held across a system
+ * call); `head` is FIFO.
+ */
+struct create_queue {
+    pthread_mutex_t mu;
+    struct create_wait *head, **tail;
+    unsigned senders;
+};
+
+#define CREATE_BATCH_MAX 32
+#define CREATE_SENDERS   2
+
 struct holds {
     struct service *svc;
     char prefix[256];
@@ -303,6 +356,7 @@ struct holds {
     pthread_cond_t cv;
     bool stop;
     struct metric *created, *refused, *synced, *sync_errors;
+    struct create_queue cq;
 };
 
 struct holds_cache {
@@ -491,54 +545,34 @@ static void fingerprint(const struct hold *req, char out[17])
     snprintf(out, 17, "%016" PRIx64, x);
 }
 
-int holds_create(struct holds *h, const char *idem_key, struct hold *req, char *err, size_t errlen)
-{
-    char name[512], fp[17], scope[256];
-    struct args a = {0};
-    redisReply *r;
-    int rc;
+/* Map one hold's answer of the create script (a script error or a lost connection: r NULL,
+ * w->err already set) into w->rc and w->req. CREATE_REPLAY means: read the stored hold. */
+#define CREATE_REPLAY 1
 
-    snprintf(name, sizeof(name), "hold/%s/%s", h->svc->tenant_id, idem_key);
-    uuid_from_name(name, req->id);
-    fingerprint(req, fp);
-    scope_key(scope, sizeof(scope), req->channel, req->scope_id);
-    args_add(&a, h->prefix);
-    args_add(&a, req->id);
-    args_add(&a, fp);
-    args_int(&a, req->ttl_s * 1000);
-    args_add(&a, scope);
-    args_add(&a, req->checkout_id);
-    args_add(&a, req->cart_token);
-    args_int(&a, (int64_t)req->nlines);
-    for (size_t i = 0; i < req->nlines; i++) {
-        args_add(&a, req->lines[i].sku);
-        args_int(&a, req->lines[i].quantity);
-    }
-    r = run_script(h, &create_script, &a, err, errlen);
-    args_release(&a);
-    if (!r)
-        return HOLDS_ERR_UNAVAILABLE;
-    if (reply_is(r, 0, "ok") && r->elements == 3) {
+static void create_answer(struct holds *h, struct create_wait *w, const redisReply *r)
+{
+    struct hold *req = w->req;
+    char *err = w->err;
+    size_t errlen = w->errlen;
+
+    if (!r) {
+        w->rc = HOLDS_ERR_UNAVAILABLE;
+    } else if (reply_is(r, 0, "ok") && r->elements == 3) {
         /* the request is what was stored: no second round trip */
         snprintf(req->state, sizeof(req->state), "held");
         req->created_at_ms = reply_int(r->element[1]);
         req->expires_at_ms = reply_int(r->element[2]);
-        freeReplyObject(r);
         metric_add(h->created, 1);
-        return 0;
-    }
-    if (reply_is(r, 0, "replay")) {
-        freeReplyObject(r);
-        rc = fetch(h, req->id, req, err, errlen);
-        return rc ? rc : 1;
-    }
-    if (reply_is(r, 0, "conflict")) {
-        snprintf(err, errlen, "idempotency key %s was used for another request", idem_key);
-        rc = HOLDS_ERR_CONFLICT;
+        w->rc = 0;
+    } else if (reply_is(r, 0, "replay")) {
+        w->rc = CREATE_REPLAY;
+    } else if (reply_is(r, 0, "conflict")) {
+        snprintf(err, errlen, "idempotency key %s was used for another request", w->idem_key);
+        w->rc = HOLDS_ERR_CONFLICT;
     } else if (reply_is(r, 0, "unsynced")) {
         snprintf(err, errlen,
                  "reservations unavailable: stock figures not yet loaded into Redis, retry");
-        rc = HOLDS_ERR_UNAVAILABLE;
+        w->rc = HOLDS_ERR_UNAVAILABLE;
     } else if (reply_is(r, 0, "short") && r->elements == req->nlines + 1) {
         size_t off = 0;
 
@@ -557,13 +591,139 @@ int holds_create(struct holds *h, const char *idem_key, struct hold *req, char *
         if (off > 0 && off < errlen && err[off - 1] == ';')
             err[off - 1] = '\0';
         metric_add(h->refused, 1);
-        rc = HOLDS_ERR_SHORT;
+        w->rc = HOLDS_ERR_SHORT;
     } else {
         snprintf(err, errlen, "unexpected reply from the hold script");
-        rc = HOLDS_ERR_UNAVAILABLE;
+        w->rc = HOLDS_ERR_UNAVAILABLE;
+    }
+}
+
+/* Run the create script on the n holds of batch (a list linked by next) and set each one's
+ * answer. Called without the queue lock. */
+static void create_send(struct holds *h, struct create_wait *batch, size_t n)
+{
+    struct args a = {0};
+    redisReply *r;
+    char err[512];
+
+    args_add(&a, h->prefix);
+    args_int(&a, (int64_t)n);
+    for (struct create_wait *w = batch; w; w = w->next) {
+        const struct hold *req = w->req;
+
+        args_add(&a, req->id);
+        args_add(&a, w->fp);
+        args_int(&a, req->ttl_s * 1000);
+        args_add(&a, w->scope);
+        args_add(&a, req->checkout_id);
+        args_add(&a, req->cart_token);
+        args_int(&a, (int64_t)req->nlines);
+        for (size_t i = 0; i < req->nlines; i++) {
+            args_add(&a, req->lines[i].sku);
+            args_int(&a, req->lines[i].quantity);
+        }
+    }
+    r = run_script(h, &create_script, &a, err, sizeof(err));
+    args_release(&a);
+    if (r && (r->type != REDIS_REPLY_ARRAY || r->elements != n)) {
+        snprintf(err, sizeof(err), "unexpected reply from the hold script");
+        freeReplyObject(r);
+        r = NULL;
+    }
+    {
+        size_t i = 0;
+
+        for (struct create_wait *w = batch; w; w = w->next, i++) {
+            if (!r)
+                snprintf(w->err, w->errlen, "%s", err);
+            create_answer(h, w, r ? r->element[i] : NULL);
+        }
     }
     freeReplyObject(r);
-    return rc;
+}
+
+/* Unlink up to max holds from the head of q (locked) into a batch of *n. */
+static struct create_wait *create_take(struct create_queue *q, size_t max, size_t *n)
+{
+    struct create_wait *batch = q->head, **end = &q->head;
+
+    for (*n = 0; *end && *n < max; end = &(*end)->next)
+        (*n)++;
+    q->head = *end;
+    *end = NULL;
+    if (!q->head)
+        q->tail = &q->head;
+    return batch;
+}
+
+/*
+ * Return once w has its answer in w->rc. With a sender's place free, send w at once with what
+ * is queued; else queue w and sleep until woken with the answer or with a batch to send.
+ */
+static void create_wait_answer(struct holds *h, struct create_wait *w)
+{
+    struct create_queue *q = &h->cq;
+    struct create_wait *batch;
+    size_t n;
+
+    pthread_mutex_lock(&q->mu);
+    if (q->senders < CREATE_SENDERS) {
+        q->senders++;
+        w->next = create_take(q, CREATE_BATCH_MAX - 1, &n);
+        n++;
+        batch = w;
+        pthread_mutex_unlock(&q->mu);
+    } else {
+        *q->tail = w;
+        q->tail = &w->next;
+        pthread_mutex_unlock(&q->mu);
+        while (sem_wait(&w->sem) != 0)
+            ; /* EINTR */
+        if (w->role == CREATE_DONE)
+            return;
+        batch = w->batch; /* CREATE_SEND: w first */
+        n = w->n;
+    }
+    /* w is in batch: answer it and the others, then hand the sender's place on */
+    create_send(h, batch, n);
+    for (struct create_wait *x = batch, *next; x; x = next) {
+        next = x->next; /* x's thread may return as soon as it is woken */
+        x->role = CREATE_DONE;
+        if (x != w)
+            sem_post(&x->sem);
+    }
+    pthread_mutex_lock(&q->mu);
+    if (!q->head) {
+        q->senders--;
+        pthread_mutex_unlock(&q->mu);
+        return;
+    }
+    batch = create_take(q, CREATE_BATCH_MAX, &n);
+    pthread_mutex_unlock(&q->mu);
+    batch->batch = batch;
+    batch->n = n;
+    batch->role = CREATE_SEND;
+    sem_post(&batch->sem);
+}
+
+int holds_create(struct holds *h, const char *idem_key, struct hold *req, char *err, size_t errlen)
+{
+    char name[512];
+    struct create_wait w = {.idem_key = idem_key, .req = req, .err = err, .errlen = errlen};
+
+    snprintf(name, sizeof(name), "hold/%s/%s", h->svc->tenant_id, idem_key);
+    uuid_from_name(name, req->id);
+    fingerprint(req, w.fp);
+    scope_key(w.scope, sizeof(w.scope), req->channel, req->scope_id);
+    sem_init(&w.sem, 0, 0);
+    create_wait_answer(h, &w);
+    sem_destroy(&w.sem);
+    if (w.rc == CREATE_REPLAY) {
+        int rc = fetch(h, req->id, req, err, errlen);
+
+        return rc ? rc : 1;
+    }
+    return w.rc;
 }
 
 int holds_get(struct holds *h, const char *id, struct hold *out, char *err, size_t errlen)
@@ -1188,6 +1348,8 @@ struct holds *holds_new(struct service *svc, long interval_ms, char *err, size_t
     h->interval_ms = interval_ms;
     pthread_mutex_init(&h->mu, NULL);
     pthread_cond_init(&h->cv, NULL);
+    pthread_mutex_init(&h->cq.mu, NULL);
+    h->cq.tail = &h->cq.head;
     if (svc->metrics) {
         h->created = metrics_counter(svc->metrics, "ledger_holds_created_total",
                                      "Checkout and pickup holds created", NULL);
@@ -1228,5 +1390,6 @@ void holds_free(struct holds *h)
     holds_stop(h);
     pthread_cond_destroy(&h->cv);
     pthread_mutex_destroy(&h->mu);
+    pthread_mutex_destroy(&h->cq.mu);
     free(h);
 }

@@ -120,7 +120,9 @@ struct availability_holds *holds_view(struct holds *h);
  * uuid_from_name("hold/<tenant>/<idem_key>"). On success fills req (id, state, times) and
  * returns 0, or 1 when the same request was made before (req then holds the stored hold).
  * Errors: HOLDS_ERR_SHORT (req->lines[i].available/short_ set), HOLDS_ERR_CONFLICT,
- * HOLDS_ERR_UNAVAILABLE; err says why.
+ * HOLDS_ERR_UNAVAILABLE; err says why. Thread-safe: concurrent calls go to Redis together,
+ * in one script call per batch that checks and takes each hold in turn, exactly as if each
+ * had been its own call (a Redis failure fails the whole batch with 503s).
  */
 int holds_create(struct holds *h, const char *idem_key, struct hold *req, char *err, size_t errlen);
 
