@@ -2,6 +2,7 @@
 #include "holds_api.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -99,10 +100,23 @@ static int opt_id(json_t *o, const char *key, const char **out, struct http_resp
     return 0;
 }
 
+/* A struct hold for a new request: only what precedes the lines is zeroed (the struct is
+ * ≈ 23 kB and zeroing it all was a visible share of a hold's CPU); lines are zeroed as added. */
+static struct hold *hold_blank(void)
+{
+    struct hold *hold = malloc(sizeof(*hold));
+
+    if (hold) {
+        memset(hold, 0, offsetof(struct hold, lines));
+        hold->nlines = 0;
+    }
+    return hold;
+}
+
 static void hold_create(const struct http_request *req, struct http_response *resp, void *opaque)
 {
     struct holds *h = opaque;
-    struct hold *hold = calloc(1, sizeof(*hold));
+    struct hold *hold = hold_blank();
     const char *idem = http_request_header(req, "Idempotency-Key"), *loc, *ch, *chk, *cart, *s;
     char err[1024];
     json_t *o = NULL, *lines, *v;
@@ -167,6 +181,7 @@ static void hold_create(const struct http_request *req, struct http_response *re
                                     "%s: SKU %s appears twice; give one line per SKU", field, sku);
                 goto out;
             }
+        memset(&hold->lines[hold->nlines], 0, sizeof(hold->lines[0]));
         snprintf(hold->lines[hold->nlines].sku, sizeof(hold->lines[0].sku), "%s", sku);
         hold->lines[hold->nlines++].quantity = qty;
     }
