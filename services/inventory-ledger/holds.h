@@ -17,7 +17,12 @@
  *   k:<scope>:<sku>  zset  hold lines consumed by an order event, scored by when (kept 15 min)
  *   h:<hold id>      hash  the hold (state, expiry, scope, lines, idempotency fingerprint)
  *   x:chk:<id>, x:cart:<token>  → hold id, to match orders by checkout id / cart token
- *   dirty, exp       scopes whose figure changed by a hold (→ inventory.levels.v1)
+ *   dirty            set of "<scope>\t<sku>" whose figure a hold changed (→ inventory.levels.v1)
+ *   exp              zset of "<scope>\t<sku>" scored at or before the earliest expiry of its
+ *                    live lines (ZADD LT, so a hold that expires after it writes nothing here);
+ *                    when that time is up the sync publishes the scope and moves the entry to
+ *                    the next expiry in z (until 2026-12-05: one entry "<hold id>\t<scope>\t<sku>"
+ *                    per line, still read and dropped when due)
  *   synced           present once the figures were fully loaded since Redis last lost data
  * scope is "l:<location>" or "c:<channel location>".
  *
