@@ -24,11 +24,15 @@
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
 
 /* live(scope, sku): drop expired lines, sum the rest. avail(scope, sku): figure − holds
- * counted against the scope, least over the channels containing a location. */
+ * counted against the scope, least over the channels containing a location. Within one call
+ * (one instant: `now` is fixed) a key's live sum changes only by the call's own INCRBY (which
+ * updates LQ) and its figure not at all, so a batch of holds on one SKU reads them once. */
 #define LUA_AVAIL                                                                                  \
+    "local LQ, LF = {}, {}\n"                                                                      \
     "local function live(scope, sku)\n"                                                            \
-    "  local z = P .. 'z:' .. scope .. ':' .. sku\n"                                               \
     "  local q = P .. 'q:' .. scope .. ':' .. sku\n"                                               \
+    "  if LQ[q] then return LQ[q] end\n"                                                           \
+    "  local z = P .. 'z:' .. scope .. ':' .. sku\n"                                               \
     "  local gone = redis.call('ZRANGEBYSCORE', z, '-inf', now)\n"                                 \
     "  if #gone > 0 then\n"                                                                        \
     "    local d = 0\n"                                                                            \
@@ -36,10 +40,16 @@
     "    redis.call('ZREMRANGEBYSCORE', z, '-inf', now)\n"                                         \
     "    redis.call('DECRBY', q, d)\n"                                                             \
     "  end\n"                                                                                      \
-    "  return tonumber(redis.call('GET', q) or '0')\n"                                             \
+    "  LQ[q] = tonumber(redis.call('GET', q) or '0')\n"                                            \
+    "  return LQ[q]\n"                                                                             \
+    "end\n"                                                                                        \
+    "local function figure(scope, sku)\n"                                                          \
+    "  local f = P .. 'f:' .. scope .. ':' .. sku\n"                                               \
+    "  if not LF[f] then LF[f] = redis.call('HMGET', f, 'b', 'm', 'c') end\n"                      \
+    "  return LF[f]\n"                                                                             \
     "end\n"                                                                                        \
     "local function scope_avail(scope, sku)\n"                                                     \
-    "  local v = redis.call('HMGET', P .. 'f:' .. scope .. ':' .. sku, 'b', 'm')\n"                \
+    "  local v = figure(scope, sku)\n"                                                             \
     "  local b = tonumber(v[1] or '0')\n"                                                          \
     "  local held = live(scope, sku)\n"                                                            \
     "  if v[2] then\n"                                                                             \
@@ -50,7 +60,7 @@
     "local function avail(scope, sku)\n"                                                           \
     "  local a, b, held = scope_avail(scope, sku)\n"                                               \
     "  if string.sub(scope, 1, 2) == 'l:' then\n"                                                  \
-    "    local c = redis.call('HGET', P .. 'f:' .. scope .. ':' .. sku, 'c')\n"                    \
+    "    local c = figure(scope, sku)[3]\n"                                                        \
     "    if c then\n"                                                                              \
     "      for ch in string.gmatch(c, '[^\\n]+') do\n"                                             \
     "        local x = scope_avail('c:' .. ch, sku)\n"                                             \
@@ -74,6 +84,7 @@
 static struct redis_script create_script = {
     LUA_PRELUDE LUA_AVAIL
     "local synced = redis.call('EXISTS', P .. 'synced') == 1\n"
+    "local MARK = {}\n" /* "scope\tsku" → earliest expiry already indexed by this call */
     "local function hold(id, fp, ttl, scope, chk, cart, n, i)\n"
     "  if not synced then return {'unsynced'} end\n"
     "  local hk = P .. 'h:' .. id\n"
@@ -93,9 +104,14 @@ static struct redis_script create_script = {
     "  for j = 0, n - 1 do\n"
     "    local sku, q = ARGV[i + 2 * j], ARGV[i + 1 + 2 * j]\n"
     "    redis.call('ZADD', P .. 'z:' .. scope .. ':' .. sku, exp, id .. '|' .. q)\n"
-    "    redis.call('INCRBY', P .. 'q:' .. scope .. ':' .. sku, q)\n"
-    "    redis.call('ZADD', P .. 'exp', 'LT', exp, scope .. '\\t' .. sku)\n"
-    "    redis.call('SADD', P .. 'dirty', scope .. '\\t' .. sku)\n"
+    "    local qk = P .. 'q:' .. scope .. ':' .. sku\n"
+    "    LQ[qk] = redis.call('INCRBY', qk, q)\n"
+    "    local d = scope .. '\\t' .. sku\n"
+    "    if not MARK[d] or exp < MARK[d] then\n" /* once per batch, unless earlier */
+    "      redis.call('ZADD', P .. 'exp', 'LT', exp, d)\n"
+    "      if not MARK[d] then redis.call('SADD', P .. 'dirty', d) end\n"
+    "      MARK[d] = exp\n"
+    "    end\n"
     "    lines = lines .. sku .. '\\t' .. q .. '\\n'\n"
     "  end\n"
     "  redis.call('HSET', hk, 'st', 'held', 'exp', exp, 'crt', now, 'fp', fp, 'scope', scope,\n"
