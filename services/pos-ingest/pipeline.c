@@ -92,12 +92,8 @@ static void claim_round(struct pipeline *pl, struct pipeline_job *jobs)
         for (size_t i = 0; i < j->n; i++) {
             struct pipeline_fact *f = &j->facts[i];
 
-            f->claim_rc = rc;
-            if (rc != 0) {
-                snprintf(j->claim_err, sizeof(j->claim_err), "%s", err);
-                continue;
-            }
-            if (f->claim.state != CLAIM_OWNED)
+            f->claim_rc = rc; /* the reason was logged above */
+            if (rc != 0 || f->claim.state != CLAIM_OWNED)
                 continue;
             pthread_mutex_lock(&pl->mu);
             j->pending++;
@@ -266,7 +262,6 @@ int pipeline_submit(struct pipeline *pl, struct pipeline_job *job)
         job->facts[i].kafka_error = 0;
         job->facts[i].kafka_errstr[0] = '\0';
     }
-    job->claim_err[0] = '\0';
     job->pl = pl;
     pl->inflight++;
     queue_push(&pl->claimq, job);

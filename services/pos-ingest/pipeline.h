@@ -28,7 +28,7 @@ struct pipeline_job;
 /* One fact of a job: what to claim and, once done, what happened to it. */
 struct pipeline_fact {
     struct claim claim; /* event_id and body_hash in; state set by the claim stage */
-    int claim_rc;       /* 0, or -EIO when the claim statement failed (claim_err says why) */
+    int claim_rc;       /* 0, or -EIO when the claim statement failed (logged) */
     int kafka_error;    /* owned facts: 0 = acknowledged by Kafka, else the failure */
     char kafka_errstr[320];
     struct pipeline_job *job; /* set by pipeline_submit */
@@ -46,8 +46,7 @@ struct pipeline_job {
     /* Called once, on the settle thread, when every fact is settled; the job is the
      * submitter's again. Must not block (resume the request and return). */
     void (*done)(struct pipeline_job *job);
-    void *opaque;        /* the submitter's */
-    char claim_err[256]; /* why the claim statement failed, when a fact has claim_rc != 0 */
+    void *opaque; /* the submitter's */
     /* the pipeline's own */
     struct pipeline *pl;
     struct pipeline_job *next;
