@@ -85,6 +85,8 @@ struct http_server {
     bool quiesced;
     MHD_socket quiesced_fd; /* the listen socket MHD gave back, closed after MHD_stop_daemon */
     atomic_int deferred;    /* deferred requests not yet completed (answered or closed) */
+    atomic_int handling;    /* route handlers running */
+    atomic_bool stopping;   /* http_server_free() began: route handlers are not called */
     struct metric *m_requests, *m_duration;
 };
 
@@ -565,10 +567,20 @@ static enum MHD_Result http_access(void *cls, struct MHD_Connection *conn, const
         ctx_continue(ctx);
         return ctx_queue(ctx, conn);
     }
-    if (ctx->builtin)
+    if (ctx->builtin) {
         ctx->builtin(&ctx->req, &ctx->resp, s);
-    else
-        ctx->route->handler(&ctx->req, &ctx->resp, ctx->route->opaque);
+    } else {
+        /* a route handler may defer: none starts once http_server_free() waits for them */
+        atomic_fetch_add(&s->handling, 1);
+        if (atomic_load(&s->stopping)) {
+            http_response_error(&ctx->resp, 503, "shutting_down", NULL,
+                                "the service is stopping; retry (another replica will answer)");
+            http_response_header(&ctx->resp, "Connection", "close");
+        } else {
+            ctx->route->handler(&ctx->req, &ctx->resp, ctx->route->opaque);
+        }
+        atomic_fetch_sub(&s->handling, 1);
+    }
     if (ctx->deferred)
         return MHD_YES; /* suspended by the handler; MHD calls again once resumed */
     return ctx_queue(ctx, conn);
@@ -822,8 +834,13 @@ void http_server_free(struct http_server *s)
 {
     if (!s)
         return;
-    /* deferred requests resumed just before: let their answers go out (bounded) */
-    for (int i = 0; i < 500 && atomic_load(&s->deferred) > 0; i++)
+    /* Let deferred requests be answered (bounded): libmicrohttpd aborts when it stops with a
+     * connection suspended. Keep-alive connections may still bring requests; from now on they
+     * get 503 without reaching a handler, so once the handlers running now have returned, no
+     * request is deferred any more and the count only falls. */
+    atomic_store(&s->stopping, true);
+    for (int i = 0; i < 1000 && (atomic_load(&s->handling) > 0 || atomic_load(&s->deferred) > 0);
+         i++)
         poll(NULL, 0, 10);
     MHD_stop_daemon(s->daemon);
     if (s->quiesced && s->quiesced_fd != MHD_INVALID_SOCKET)

@@ -98,8 +98,8 @@ typedef void (*http_continuation)(const struct http_request *req, struct http_re
  * and the handler returns without a response. Once somebody calls http_response_resume(resp),
  * from any thread, cont(req, resp, arg) runs on a worker thread and fills the response, which
  * is then sent. req, its body and resp stay valid until cont has run; request headers may be
- * read in cont. Every deferred request must be resumed before http_server_free()
- * (libmicrohttpd aborts the process when it stops with a connection suspended).
+ * read in cont. Every deferred request must be resumed before http_server_free() has waited
+ * 10 s for it (libmicrohttpd aborts the process when it stops with a connection suspended).
  */
 void http_response_defer(struct http_response *resp, http_continuation cont, void *arg);
 
@@ -148,8 +148,11 @@ int http_server_port(const struct http_server *s);
  * closed by http_server_free). Requests on open connections finish. Idempotent. */
 void http_server_quiesce(struct http_server *s);
 
-/* Stop the server: waits for handlers in flight and (up to 5 s) for the answers of deferred
- * requests already resumed to go out, closes connections, frees s. NULL is fine. */
+/* Stop the server. From the call on, a request that reaches a route (keep-alive connections
+ * go on sending after http_server_quiesce) gets 503 shutting_down with Connection: close, so
+ * no new request is deferred; it waits for the route handlers running and (up to 10 s) for
+ * the deferred requests to be resumed and answered, closes connections, frees s. NULL is
+ * fine. */
 void http_server_free(struct http_server *s);
 
 #endif

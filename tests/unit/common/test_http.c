@@ -620,6 +620,113 @@ static void test_deferred(void **state)
     free(args);
 }
 
+/* ---- stopping while keep-alive clients go on sending to a deferring route */
+
+static pthread_mutex_t auto_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct http_response *auto_q[256];
+static size_t auto_n;
+static atomic_bool auto_stop, clients_stop;
+static atomic_int n202, n503, nbad;
+
+/* Defers; the resumer thread lets it go on a moment later (as a batch sender would). */
+static void h_auto(const struct http_request *req, struct http_response *resp, void *opaque)
+{
+    (void)req;
+    (void)opaque;
+    http_response_defer(resp, later_cont, "auto");
+    pthread_mutex_lock(&auto_mu);
+    auto_q[auto_n++] = resp; /* ≤ one per connection: the clients are fewer than the queue */
+    pthread_mutex_unlock(&auto_mu);
+}
+
+static void *auto_resumer(void *p)
+{
+    (void)p;
+    while (!atomic_load(&auto_stop)) {
+        pthread_mutex_lock(&auto_mu);
+        for (size_t i = 0; i < auto_n; i++)
+            http_response_resume(auto_q[i]);
+        auto_n = 0;
+        pthread_mutex_unlock(&auto_mu);
+        usleep(1000);
+    }
+    return NULL;
+}
+
+/* One keep-alive connection posting until it is refused or closed. */
+static void *auto_client(void *p)
+{
+    const char *base = p;
+    char url[128];
+    struct reply *r = calloc(1, sizeof(*r));
+    CURL *c = curl_easy_init();
+
+    snprintf(url, sizeof url, "%s/v1/auto/x", base);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, "b");
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, 20L);
+    while (!atomic_load(&clients_stop)) {
+        r->len = 0;
+        r->body[0] = '\0';
+        if (curl_easy_perform(c) != CURLE_OK)
+            break; /* the server closed the connection or stopped listening */
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
+        if (r->status == 202) {
+            atomic_fetch_add(&n202, 1);
+            continue;
+        }
+        if (r->status == 503 && strstr(r->body, "shutting_down"))
+            atomic_fetch_add(&n503, 1);
+        else
+            atomic_fetch_add(&nbad, 1); /* checked on the test's thread */
+    }
+    curl_easy_cleanup(c);
+    free(r);
+    return NULL;
+}
+
+/* http_server_free while 16 keep-alive clients keep posting to a route that defers every
+ * request: later requests get 503 without reaching the handler, every deferred one is
+ * answered, and libmicrohttpd is never stopped with a connection suspended (it aborts). */
+static void test_free_while_deferring(void **state)
+{
+    (void)state;
+    enum { N = 16 };
+    char err[256] = "", base[64];
+    struct http_route r = {"POST", "/v1/auto/{id}", h_auto, NULL, 0, NULL};
+    struct http_server_opts o = {.listen = "127.0.0.1:0", .threads = 4};
+    pthread_t th[N], resumer;
+
+    for (int round = 0; round < 20; round++) {
+        struct http_server *s = http_server_new(&o, &r, 1, err, sizeof err);
+
+        assert_non_null(s);
+        snprintf(base, sizeof base, "http://%s", http_server_address(s));
+        atomic_store(&auto_stop, false);
+        atomic_store(&clients_stop, false);
+        atomic_store(&n202, 0);
+        atomic_store(&n503, 0);
+        atomic_store(&nbad, 0);
+        pthread_create(&resumer, NULL, auto_resumer, NULL);
+        for (int i = 0; i < N; i++)
+            pthread_create(&th[i], NULL, auto_client, base);
+        for (int i = 0; i < 2000 && atomic_load(&n202) < 200; i++)
+            usleep(1000);
+        assert_true(atomic_load(&n202) > 0);
+        http_server_quiesce(s);
+        http_server_free(s);
+        atomic_store(&clients_stop, true);
+        for (int i = 0; i < N; i++)
+            pthread_join(th[i], NULL);
+        atomic_store(&auto_stop, true);
+        pthread_join(resumer, NULL);
+        assert_int_equal(auto_n, 0);
+        assert_int_equal(atomic_load(&nbad), 0);
+    }
+}
+
 static void test_bad_options_and_quiesce(void **state)
 {
     (void)state;
@@ -680,6 +787,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_health_ready, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_and_metrics, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deferred, setup, teardown),
+        cmocka_unit_test(test_free_while_deferring),
         cmocka_unit_test(test_bad_options_and_quiesce),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
