@@ -4,7 +4,6 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
-#include <semaphore.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -333,42 +332,24 @@ static struct redis_script done_script = {"return redis.call('DEL', ARGV[1] .. '
 /* ---- the holds object */
 
 /*
- * A hold waiting to be created (holds_create() of one request thread). It lives on that
- * thread's stack. The thread sleeps on `sem` until another thread hands it either its answer
- * (role CREATE_DONE, rc set) or a batch to send, itself first (role CREATE_SEND).
- */
-struct create_wait {
-    const char *idem_key;
-    struct hold *req;
-    char fp[17], scope[256];
-    char *err;
-    size_t errlen;
-    int rc;
-    int role;
-    sem_t sem;
-    struct create_wait *next;  /* in the queue, then in its batch */
-    struct create_wait *batch; /* CREATE_SEND: the batch to send (this hold first) */
-    size_t n;
-};
-
-enum { CREATE_WAITING, CREATE_DONE, CREATE_SEND };
-
-/*
- * Holds waiting for Redis. Concurrent creates go to Redis together, in one script call of up
- * to CREATE_BATCH_MAX holds, with at most CREATE_SENDERS such calls in flight. A thread that
- * finds a sender's place free sends what is queued; a sender done with its batch wakes each
- * of its holds' threads with its answer and hands what queued meanwhile to the first of them,
- * so every waiting thread is woken exactly once. Guarded by mu (never held across a system
- * call); `head` is FIFO.
+ * Holds waiting for Redis (holds_create_submit()). Concurrent creates go to Redis together:
+ * CREATE_SENDERS sender threads each take what is queued (up to CREATE_BATCH_MAX holds), send
+ * it as one script call, and hand every hold its answer (its done callback). So at most
+ * CREATE_SENDERS calls are in flight, and while they are, new creates queue up for the next
+ * one. Guarded by mu (never held across a system call); `head` is FIFO; `idle` counts senders
+ * waiting on cv, so a submit signals only when one is.
  */
 struct create_queue {
     pthread_mutex_t mu;
-    struct create_wait *head, **tail;
-    unsigned senders;
+    pthread_cond_t cv;
+    struct holds_create *head, **tail;
+    unsigned idle, nthreads;
+    bool stop;
+    pthread_t threads[2];
 };
 
 #define CREATE_BATCH_MAX 32
-#define CREATE_SENDERS   2
+#define CREATE_SENDERS   2 /* ≤ the size of create_queue.threads */
 
 struct holds {
     struct service *svc;
@@ -574,7 +555,7 @@ static void fingerprint(const struct hold *req, char out[17])
  * w->err already set) into w->rc and w->req. CREATE_REPLAY means: read the stored hold. */
 #define CREATE_REPLAY 1
 
-static void create_answer(struct holds *h, struct create_wait *w, const redisReply *r)
+static void create_answer(struct holds *h, struct holds_create *w, const redisReply *r)
 {
     struct hold *req = w->req;
     char *err = w->err;
@@ -623,17 +604,18 @@ static void create_answer(struct holds *h, struct create_wait *w, const redisRep
     }
 }
 
-/* Run the create script on the n holds of batch (a list linked by next) and set each one's
- * answer. Called without the queue lock. */
-static void create_send(struct holds *h, struct create_wait *batch, size_t n)
+/* Run the create script on the n holds of batch (a list linked by next), set each one's
+ * answer and call its done. Called on a sender thread, without the queue lock. */
+static void create_send(struct holds *h, struct holds_create *batch, size_t n)
 {
     struct args a = {0};
     redisReply *r;
     char err[512];
+    size_t i = 0;
 
     args_add(&a, h->prefix);
     args_int(&a, (int64_t)n);
-    for (struct create_wait *w = batch; w; w = w->next) {
+    for (struct holds_create *w = batch; w; w = w->next) {
         const struct hold *req = w->req;
 
         args_add(&a, req->id);
@@ -643,9 +625,9 @@ static void create_send(struct holds *h, struct create_wait *batch, size_t n)
         args_add(&a, req->checkout_id);
         args_add(&a, req->cart_token);
         args_int(&a, (int64_t)req->nlines);
-        for (size_t i = 0; i < req->nlines; i++) {
-            args_add(&a, req->lines[i].sku);
-            args_int(&a, req->lines[i].quantity);
+        for (size_t j = 0; j < req->nlines; j++) {
+            args_add(&a, req->lines[j].sku);
+            args_int(&a, req->lines[j].quantity);
         }
     }
     r = run_script(h, &create_script, &a, err, sizeof(err));
@@ -655,22 +637,20 @@ static void create_send(struct holds *h, struct create_wait *batch, size_t n)
         freeReplyObject(r);
         r = NULL;
     }
-    {
-        size_t i = 0;
-
-        for (struct create_wait *w = batch; w; w = w->next, i++) {
-            if (!r)
-                snprintf(w->err, w->errlen, "%s", err);
-            create_answer(h, w, r ? r->element[i] : NULL);
-        }
+    for (struct holds_create *w = batch, *next; w; w = next, i++) {
+        next = w->next; /* w may be freed as soon as done is called */
+        if (!r)
+            snprintf(w->err, w->errlen, "%s", err);
+        create_answer(h, w, r ? r->element[i] : NULL);
+        w->done(w);
     }
     freeReplyObject(r);
 }
 
 /* Unlink up to max holds from the head of q (locked) into a batch of *n. */
-static struct create_wait *create_take(struct create_queue *q, size_t max, size_t *n)
+static struct holds_create *create_take(struct create_queue *q, size_t max, size_t *n)
 {
-    struct create_wait *batch = q->head, **end = &q->head;
+    struct holds_create *batch = q->head, **end = &q->head;
 
     for (*n = 0; *end && *n < max; end = &(*end)->next)
         (*n)++;
@@ -681,74 +661,60 @@ static struct create_wait *create_take(struct create_queue *q, size_t max, size_
     return batch;
 }
 
-/*
- * Return once w has its answer in w->rc. With a sender's place free, send w at once with what
- * is queued; else queue w and sleep until woken with the answer or with a batch to send.
- */
-static void create_wait_answer(struct holds *h, struct create_wait *w)
+/* A sender: send what is queued, batch after batch; once stopped, only after the queue is
+ * empty, so every submitted hold gets its answer. */
+static void *create_sender_main(void *arg)
 {
+    struct holds *h = arg;
     struct create_queue *q = &h->cq;
-    struct create_wait *batch;
-    size_t n;
 
     pthread_mutex_lock(&q->mu);
-    if (q->senders < CREATE_SENDERS) {
-        q->senders++;
-        w->next = create_take(q, CREATE_BATCH_MAX - 1, &n);
-        n++;
-        batch = w;
+    for (;;) {
+        struct holds_create *batch;
+        size_t n;
+
+        while (!q->head && !q->stop) {
+            q->idle++;
+            pthread_cond_wait(&q->cv, &q->mu);
+            q->idle--;
+        }
+        if (!q->head)
+            break;
+        batch = create_take(q, CREATE_BATCH_MAX, &n);
         pthread_mutex_unlock(&q->mu);
-    } else {
-        *q->tail = w;
-        q->tail = &w->next;
-        pthread_mutex_unlock(&q->mu);
-        while (sem_wait(&w->sem) != 0)
-            ; /* EINTR */
-        if (w->role == CREATE_DONE)
-            return;
-        batch = w->batch; /* CREATE_SEND: w first */
-        n = w->n;
+        create_send(h, batch, n);
+        pthread_mutex_lock(&q->mu);
     }
-    /* w is in batch: answer it and the others, then hand the sender's place on */
-    create_send(h, batch, n);
-    for (struct create_wait *x = batch, *next; x; x = next) {
-        next = x->next; /* x's thread may return as soon as it is woken */
-        x->role = CREATE_DONE;
-        if (x != w)
-            sem_post(&x->sem);
-    }
-    pthread_mutex_lock(&q->mu);
-    if (!q->head) {
-        q->senders--;
-        pthread_mutex_unlock(&q->mu);
-        return;
-    }
-    batch = create_take(q, CREATE_BATCH_MAX, &n);
     pthread_mutex_unlock(&q->mu);
-    batch->batch = batch;
-    batch->n = n;
-    batch->role = CREATE_SEND;
-    sem_post(&batch->sem);
+    return NULL;
 }
 
-int holds_create(struct holds *h, const char *idem_key, struct hold *req, char *err, size_t errlen)
+void holds_create_submit(struct holds *h, struct holds_create *c)
 {
+    struct create_queue *q = &h->cq;
     char name[512];
-    struct create_wait w = {.idem_key = idem_key, .req = req, .err = err, .errlen = errlen};
 
-    snprintf(name, sizeof(name), "hold/%s/%s", h->svc->tenant_id, idem_key);
-    uuid_from_name(name, req->id);
-    fingerprint(req, w.fp);
-    scope_key(w.scope, sizeof(w.scope), req->channel, req->scope_id);
-    sem_init(&w.sem, 0, 0);
-    create_wait_answer(h, &w);
-    sem_destroy(&w.sem);
-    if (w.rc == CREATE_REPLAY) {
-        int rc = fetch(h, req->id, req, err, errlen);
+    snprintf(name, sizeof(name), "hold/%s/%s", h->svc->tenant_id, c->idem_key);
+    uuid_from_name(name, c->req->id);
+    fingerprint(c->req, c->fp);
+    scope_key(c->scope, sizeof(c->scope), c->req->channel, c->req->scope_id);
+    c->next = NULL;
+    pthread_mutex_lock(&q->mu);
+    *q->tail = c;
+    q->tail = &c->next;
+    if (q->idle > 0)
+        pthread_cond_signal(&q->cv);
+    pthread_mutex_unlock(&q->mu);
+}
+
+int holds_create_finish(struct holds *h, struct holds_create *c)
+{
+    if (c->rc == CREATE_REPLAY) {
+        int rc = fetch(h, c->req->id, c->req, c->err, c->errlen);
 
         return rc ? rc : 1;
     }
-    return w.rc;
+    return c->rc;
 }
 
 int holds_get(struct holds *h, const char *id, struct hold *out, char *err, size_t errlen)
@@ -1374,6 +1340,7 @@ struct holds *holds_new(struct service *svc, long interval_ms, char *err, size_t
     pthread_mutex_init(&h->mu, NULL);
     pthread_cond_init(&h->cv, NULL);
     pthread_mutex_init(&h->cq.mu, NULL);
+    pthread_cond_init(&h->cq.cv, NULL);
     h->cq.tail = &h->cq.head;
     if (svc->metrics) {
         h->created = metrics_counter(svc->metrics, "ledger_holds_created_total",
@@ -1385,6 +1352,12 @@ struct holds *holds_new(struct service *svc, long interval_ms, char *err, size_t
         h->sync_errors = metrics_counter(svc->metrics, "ledger_holds_sync_errors_total",
                                          "Holds sync rounds that failed and will be retried", NULL);
     }
+    for (; h->cq.nthreads < CREATE_SENDERS; h->cq.nthreads++)
+        if (pthread_create(&h->cq.threads[h->cq.nthreads], NULL, create_sender_main, h) != 0) {
+            snprintf(err, errlen, "cannot start the holds sender threads");
+            holds_free(h);
+            return NULL;
+        }
     if (interval_ms > 0) {
         if (pthread_create(&h->thread, NULL, sync_main, h) != 0) {
             snprintf(err, errlen, "cannot start the holds sync thread");
@@ -1413,8 +1386,15 @@ void holds_free(struct holds *h)
     if (!h)
         return;
     holds_stop(h);
+    pthread_mutex_lock(&h->cq.mu);
+    h->cq.stop = true;
+    pthread_cond_broadcast(&h->cq.cv);
+    pthread_mutex_unlock(&h->cq.mu);
+    for (unsigned i = 0; i < h->cq.nthreads; i++)
+        pthread_join(h->cq.threads[i], NULL);
     pthread_cond_destroy(&h->cv);
     pthread_mutex_destroy(&h->mu);
+    pthread_cond_destroy(&h->cq.cv);
     pthread_mutex_destroy(&h->cq.mu);
     free(h);
 }

@@ -114,22 +114,46 @@ struct holds *holds_new(struct service *svc, long interval_ms, char *err, size_t
  * fine. */
 void holds_stop(struct holds *h);
 
-/* Stop the sync thread and free. NULL is fine. */
+/* Stop the sync thread, answer the creates still queued, stop the sender threads and free.
+ * NULL is fine. */
 void holds_free(struct holds *h);
 
 /* The view to hand to levels/availability code (no confirmations, no cache); owned by h. */
 struct availability_holds *holds_view(struct holds *h);
 
 /*
- * Hold req->lines (SKUs distinct) at req's scope for req->ttl_s seconds, under hold id
- * uuid_from_name("hold/<tenant>/<idem_key>"). On success fills req (id, state, times) and
- * returns 0, or 1 when the same request was made before (req then holds the stored hold).
- * Errors: HOLDS_ERR_SHORT (req->lines[i].available/short_ set), HOLDS_ERR_CONFLICT,
- * HOLDS_ERR_UNAVAILABLE; err says why. Thread-safe: concurrent calls go to Redis together,
- * in one script call per batch that checks and takes each hold in turn, exactly as if each
- * had been its own call (a Redis failure fails the whole batch with 503s).
+ * A request to hold req->lines (SKUs distinct) at req's scope for req->ttl_s seconds, under
+ * hold id uuid_from_name("hold/<tenant>/<idem_key>"). The caller fills the first fields and
+ * keeps everything alive until done(c) has been called; the rest is holds.c's.
  */
-int holds_create(struct holds *h, const char *idem_key, struct hold *req, char *err, size_t errlen);
+struct holds_create {
+    const char *idem_key;
+    struct hold *req;
+    char *err; /* why, on an error */
+    size_t errlen;
+    void (*done)(struct holds_create *c); /* on a sender thread, once; then holds_create_finish */
+    void *arg;                            /* the caller's */
+    /* holds.c's */
+    int rc;
+    char fp[17], scope[256];
+    struct holds_create *next;
+};
+
+/*
+ * Queue c and return at once; c->done(c) is called on a sender thread once c's answer is in.
+ * Concurrent creates go to Redis together, in one script call per batch that checks and takes
+ * each hold in turn, exactly as if each had been its own call (a Redis failure fails the whole
+ * batch with 503s). Thread-safe. done must not block: it runs between other holds' answers.
+ */
+void holds_create_submit(struct holds *h, struct holds_create *c);
+
+/*
+ * After done: the result. 0 with req filled (id, state, times), or 1 when the same request was
+ * made before (req then holds the stored hold: this reads it from Redis, so call it where a
+ * round trip may block). Errors: HOLDS_ERR_SHORT (req->lines[i].available/short_ set),
+ * HOLDS_ERR_CONFLICT, HOLDS_ERR_UNAVAILABLE; c->err says why.
+ */
+int holds_create_finish(struct holds *h, struct holds_create *c);
 
 /* Read hold id into out. 0, HOLDS_ERR_NOT_FOUND or HOLDS_ERR_UNAVAILABLE. */
 int holds_get(struct holds *h, const char *id, struct hold *out, char *err, size_t errlen);

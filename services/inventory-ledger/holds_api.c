@@ -113,10 +113,57 @@ static struct hold *hold_blank(void)
     return hold;
 }
 
+/* A create in flight: the request's connection is suspended until holds.c answers it. */
+struct create_flight {
+    struct holds_create c;
+    struct holds *h;
+    struct http_response *resp;
+    struct hold *hold;
+    char idem[ID_MAX + 1];
+    char err[1024];
+};
+
+/* Answer a create once its result is in (a worker thread: a replay reads the stored hold). */
+static void hold_create_answer(const struct http_request *req, struct http_response *resp,
+                               void *arg)
+{
+    struct create_flight *f = arg;
+    struct hold *hold = f->hold;
+    int rc = holds_create_finish(f->h, &f->c);
+
+    (void)req;
+    if (rc == 0 || rc == 1) {
+        http_response_json(resp, rc == 0 ? 201 : 200, hold_json(hold));
+    } else if (rc == HOLDS_ERR_SHORT) {
+        json_t *ls = json_array();
+
+        for (size_t j = 0; j < hold->nlines; j++)
+            json_array_append_new(ls, json_pack("{s:s, s:I, s:I, s:b}", "sku", hold->lines[j].sku,
+                                                "requested", (json_int_t)hold->lines[j].quantity,
+                                                "available", (json_int_t)hold->lines[j].available,
+                                                "short", hold->lines[j].short_));
+        http_response_json(resp, 409,
+                           json_pack("{s:{s:s, s:s, s:s}, s:o}", "error", "code",
+                                     "insufficient_stock", "message", f->err, "field", "lines",
+                                     "lines", ls));
+    } else {
+        fail(resp, rc, f->err);
+    }
+    free(hold);
+    free(f);
+}
+
+/* holds.c has the answer (a sender thread): let the request go on. */
+static void hold_create_done(struct holds_create *c)
+{
+    http_response_resume(((struct create_flight *)c->arg)->resp);
+}
+
 static void hold_create(const struct http_request *req, struct http_response *resp, void *opaque)
 {
     struct holds *h = opaque;
     struct hold *hold = hold_blank();
+    struct create_flight *f = NULL;
     const char *idem = http_request_header(req, "Idempotency-Key"), *loc, *ch, *chk, *cart, *s;
     char err[1024];
     json_t *o = NULL, *lines, *v;
@@ -190,24 +237,24 @@ static void hold_create(const struct http_request *req, struct http_response *re
     snprintf(hold->checkout_id, sizeof(hold->checkout_id), "%s", chk ? chk : "");
     snprintf(hold->cart_token, sizeof(hold->cart_token), "%s", cart ? cart : "");
     hold->ttl_s = ttl;
-    rc = holds_create(h, idem, hold, err, sizeof(err));
-    if (rc == 0 || rc == 1) {
-        http_response_json(resp, rc == 0 ? 201 : 200, hold_json(hold));
-    } else if (rc == HOLDS_ERR_SHORT) {
-        json_t *ls = json_array();
-
-        for (size_t j = 0; j < hold->nlines; j++)
-            json_array_append_new(ls, json_pack("{s:s, s:I, s:I, s:b}", "sku", hold->lines[j].sku,
-                                                "requested", (json_int_t)hold->lines[j].quantity,
-                                                "available", (json_int_t)hold->lines[j].available,
-                                                "short", hold->lines[j].short_));
-        http_response_json(resp, 409,
-                           json_pack("{s:{s:s, s:s, s:s}, s:o}", "error", "code",
-                                     "insufficient_stock", "message", err, "field", "lines",
-                                     "lines", ls));
-    } else {
-        fail(resp, rc, err);
+    if (!(f = calloc(1, sizeof(*f)))) {
+        http_response_error(resp, 500, "internal", NULL, "out of memory");
+        goto out;
     }
+    snprintf(f->idem, sizeof(f->idem), "%s", idem);
+    f->h = h;
+    f->resp = resp;
+    f->hold = hold;
+    f->c = (struct holds_create){.idem_key = f->idem,
+                                 .req = hold,
+                                 .err = f->err,
+                                 .errlen = sizeof(f->err),
+                                 .done = hold_create_done,
+                                 .arg = f};
+    json_decref(o);
+    http_response_defer(resp, hold_create_answer, f);
+    holds_create_submit(h, &f->c);
+    return;
 out:
     json_decref(o);
     free(hold);

@@ -5,8 +5,8 @@
 # holds, 190 × 409, available never below 0 while sampled), expiry without a sweeper,
 # extension, release, idempotent retry, confirmation by an order (by checkout id and by hold
 # id) never counted twice while it happens, cancellation, click & collect through pickup, level
-# publication of hold changes, bad input, and a Redis outage (503, then recovery without
-# restart). Responses are checked against openapi.yaml.
+# publication of hold changes, bad input, a Redis outage (503, then recovery without
+# restart), and SIGTERM while creates are in flight. Responses are checked against openapi.yaml.
 set -euo pipefail
 . "$TILLSYNC_SOURCE_DIR/tests/lib/svc.sh"
 . "$TILLSYNC_SOURCE_DIR/tests/lib/ledger.sh"
@@ -358,5 +358,60 @@ while :; do
 done
 wait_avail C channel_location_id=CH1 "147 1 146"
 kill -0 "${SVC_PID[L]}" || fail "the service died"
+
+# ---- SIGTERM while 32 clients create holds: creates wait for Redis with their connection
+# suspended, and the service must answer them all and exit 0 (libmicrohttpd aborts when it
+# stops with a connection suspended); every 201 it sent is a live hold afterwards (E has stock
+# enough that none is refused)
+req PUT /v1/skus/E '{"requires_shipping":true}'
+echo "mov r4 received W1 M4 9000 - E:1000000" | produce script
+ledger_wait 10
+wait_avail E channel_location_id=CH1 "1000000 0 1000000"
+python3 - "${SVC_ADDR[L]}" >"$T/term" <<'PY' &
+import http.client, json, sys, threading, time
+addr = sys.argv[1]
+lock = threading.Lock()
+created, sent = [], [0]
+def client(c):
+    conn, i = None, 0
+    while True:
+        i += 1
+        try:
+            if conn is None:
+                conn = http.client.HTTPConnection(addr, timeout=10)
+            body = json.dumps({"idempotency_key": "term-%d-%d" % (c, i), "channel_location_id": "CH1",
+                               "lines": [{"sku": "E", "quantity": 1}]})
+            with lock:
+                sent[0] += 1
+            conn.request("POST", "/v1/holds", body, {"content-type": "application/json"})
+            r = conn.getresponse()
+            d = r.read()
+            if r.status == 201:
+                with lock:
+                    created.append(json.loads(d)["hold_id"])
+            elif r.status != 503:
+                print("unexpected", r.status, d, file=sys.stderr)
+                sys.exit(1)
+        except (ConnectionError, OSError, http.client.HTTPException):
+            return  # the service stopped listening
+ts = [threading.Thread(target=client, args=(c,)) for c in range(32)]
+for t in ts:
+    t.start()
+for t in ts:
+    t.join()
+print(len(created), sent[0])
+PY
+LOADPID=$!
+sleep 1.5
+svc_stop L 15
+wait "$LOADPID" || fail "a create during SIGTERM got an unexpected answer"
+read -r n201 nsent <"$T/term"
+[ "$n201" -gt 0 ] || fail "no hold was created before SIGTERM"
+ledger_start L REDIS_URL="redis://127.0.0.1:$RP"
+A=http://${SVC_ADDR[L]}
+held=$(avail E channel_location_id=CH1 | cut -d' ' -f2)
+echo "SIGTERM under load: $n201 holds answered 201 of $nsent sent; $held live"
+[ "$held" -ge "$n201" ] && [ "$held" -le "$nsent" ] ||
+  fail "after SIGTERM: $held live holds, $n201 answered 201 ($nsent sent)"
 svc_stop L
 echo "ledger_holds: ok"
