@@ -63,9 +63,10 @@ struct http_ctx {
     char *path_copy;                /* path split into parameter values */
     char *body;
     size_t len, cap, limit;
-    bool queued;   /* a response was queued with MHD */
-    bool answered; /* a 413 was written to the socket directly */
-    bool deferred; /* the handler deferred its answer: suspended until resumed, then cont */
+    bool queued;       /* a response was queued with MHD */
+    bool answered;     /* a 413 was written to the socket directly */
+    bool deferred;     /* the handler deferred its answer: suspended until resumed, then cont */
+    atomic_uint *slot; /* its route's in-flight count, taken (route with max_inflight) */
     http_continuation cont; /* NULL once run */
     void *cont_arg;
     int status; /* status queued, for metrics */
@@ -86,6 +87,7 @@ struct http_server {
     MHD_socket quiesced_fd; /* the listen socket MHD gave back, closed after MHD_stop_daemon */
     atomic_int deferred;    /* deferred requests not yet completed (answered or closed) */
     atomic_int handling;    /* route handlers running */
+    atomic_uint *inflight;  /* per route: requests from routing to completion (max_inflight) */
     atomic_bool stopping;   /* http_server_free() began: route handlers are not called */
     struct metric *m_requests, *m_duration;
 };
@@ -435,6 +437,20 @@ static enum MHD_Result ctx_start(struct http_ctx *ctx, struct MHD_Connection *co
             return ctx_error(ctx, conn, 415, "unsupported_media_type", "content type must be %s",
                              r->content_type);
     }
+    if (r->max_inflight) {
+        atomic_uint *slot = &s->inflight[r - s->routes];
+
+        if (atomic_fetch_add(slot, 1) >= r->max_inflight) {
+            atomic_fetch_sub(slot, 1);
+            http_response_header(&ctx->resp, "Retry-After", "1");
+            http_response_header(&ctx->resp, "Connection", "close");
+            return ctx_error(ctx, conn, 503, "busy",
+                             "%u requests like this one are being processed (the limit of this "
+                             "replica); retry in a moment",
+                             r->max_inflight);
+        }
+        ctx->slot = slot;
+    }
     return MHD_YES;
 }
 
@@ -621,6 +637,8 @@ static void http_completed(void *cls, struct MHD_Connection *conn, void **con_cl
     ctx_continue(ctx); /* a deferred request closed before it went on: let it free its state */
     if (ctx->deferred)
         atomic_fetch_sub(&s->deferred, 1);
+    if (ctx->slot)
+        atomic_fetch_sub(ctx->slot, 1);
     if ((ctx->queued || ctx->answered) && s->m_requests) {
         struct timespec now;
         clock_gettime(CLOCK_MONOTONIC, &now);
@@ -753,6 +771,9 @@ struct http_server *http_server_new(const struct http_server_opts *opts,
         if (!s->routes)
             goto fail_oom;
         memcpy(s->routes, routes, nroutes * sizeof *s->routes);
+        s->inflight = calloc(nroutes, sizeof *s->inflight);
+        if (!s->inflight)
+            goto fail_oom;
     }
     s->nroutes = nroutes;
     if (opts->metrics) {
@@ -801,6 +822,7 @@ fail_oom:
     snprintf(err, errlen, "out of memory");
 fail:
     if (s) {
+        free(s->inflight);
         free(s->routes);
         free(s);
     }
@@ -845,6 +867,7 @@ void http_server_free(struct http_server *s)
     MHD_stop_daemon(s->daemon);
     if (s->quiesced && s->quiesced_fd != MHD_INVALID_SOCKET)
         close(s->quiesced_fd);
+    free(s->inflight);
     free(s->routes);
     free(s);
 }

@@ -113,6 +113,11 @@ struct http_route {
     void *opaque;
     size_t max_body;          /* 0 = server default */
     const char *content_type; /* required request media type for bodies, NULL = any */
+    /* Requests of this route at once, from routing to completion (a deferred one counts until
+     * it is answered); 0 = no limit. Past it a request gets 503 busy with Retry-After: 1 and
+     * Connection: close before its body is read, so a burst of large uploads cannot hold
+     * more than this many bodies (and what their handlers build from them) in memory. */
+    unsigned max_inflight;
 };
 
 struct http_server_opts {

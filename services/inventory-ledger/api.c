@@ -531,13 +531,13 @@ out:
 size_t api_routes_init(struct api *api, struct service *svc, struct availability_holds *holds)
 {
     const struct http_route routes[] = {
-        {"GET", "/v1/stock/{sku}", stock_get, api, 0, NULL},
-        {"GET", "/v1/ledger/{sku}/{location}", ledger_get, api, 0, NULL},
-        {"PUT", "/v1/skus/{sku}", sku_put, api, 16384, "application/json"},
-        {"PUT", "/v1/locations/{location}", location_put, api, 16384, "application/json"},
-        {"PUT", "/v1/safety-stock/{sku}/{location}", safety_put, api, 16384, "application/json"},
-        {"PUT", "/v1/channel-locations/{channel}", channel_put, api, 65536, "application/json"},
-        {"GET", "/v1/channel-locations/{channel}", channel_get, api, 0, NULL},
+        {"GET", "/v1/stock/{sku}", stock_get, api, 0, NULL, 0},
+        {"GET", "/v1/ledger/{sku}/{location}", ledger_get, api, 0, NULL, 0},
+        {"PUT", "/v1/skus/{sku}", sku_put, api, 16384, "application/json", 0},
+        {"PUT", "/v1/locations/{location}", location_put, api, 16384, "application/json", 0},
+        {"PUT", "/v1/safety-stock/{sku}/{location}", safety_put, api, 16384, "application/json", 0},
+        {"PUT", "/v1/channel-locations/{channel}", channel_put, api, 65536, "application/json", 0},
+        {"GET", "/v1/channel-locations/{channel}", channel_get, api, 0, NULL, 0},
     };
 
     api->svc = svc;

@@ -365,11 +365,11 @@ static void availability_get(const struct http_request *req, struct http_respons
 size_t holds_api_routes(struct http_route *routes, struct holds *h)
 {
     const struct http_route r[HOLDS_API_NROUTES] = {
-        {"POST", "/v1/holds", hold_create, h, 262144, "application/json"},
-        {"GET", "/v1/holds/{hold}", hold_get, h, 0, NULL},
-        {"POST", "/v1/holds/{hold}/extend", hold_extend, h, 4096, "application/json"},
-        {"POST", "/v1/holds/{hold}/release", hold_release, h, 4096, NULL},
-        {"GET", "/v1/availability/{sku}", availability_get, h, 0, NULL},
+        {"POST", "/v1/holds", hold_create, h, 262144, "application/json", 0},
+        {"GET", "/v1/holds/{hold}", hold_get, h, 0, NULL, 0},
+        {"POST", "/v1/holds/{hold}/extend", hold_extend, h, 4096, "application/json", 0},
+        {"POST", "/v1/holds/{hold}/release", hold_release, h, 4096, NULL, 0},
+        {"GET", "/v1/availability/{sku}", availability_get, h, 0, NULL, 0},
     };
 
     memcpy(routes, r, sizeof(r));

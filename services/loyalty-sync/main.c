@@ -131,7 +131,7 @@ static void replay_handler(const struct http_request *req, struct http_response 
 }
 
 static struct http_route routes[] = {
-    {"POST", "/v1/replay", replay_handler, NULL, 4096, "application/json"},
+    {"POST", "/v1/replay", replay_handler, NULL, 4096, "application/json", 0},
 };
 
 static int ls_start(struct service *svc, void **state, const struct http_route **r, size_t *nroutes,

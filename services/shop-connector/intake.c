@@ -1306,14 +1306,14 @@ struct intake *intake_new(struct service *svc, const struct intake_opts *opts, c
     in->ctx_shopify = (struct route_ctx){in, platform_find("shopify")};
     in->ctx_shopline = (struct route_ctx){in, platform_find("shopline")};
     const struct http_route routes[] = {
-        {"POST", "/webhooks/shopify", webhook_handler, &in->ctx_shopify, 0, NULL},
-        {"POST", "/webhooks/shopline", webhook_handler, &in->ctx_shopline, 0, NULL},
-        {"GET", "/admin/shops", shops_handler, in, 0, NULL},
-        {"POST", "/admin/shops/{platform}/{domain}/pause", pause_handler, in, 0, NULL},
-        {"POST", "/admin/shops/{platform}/{domain}/resume", resume_handler, in, 0, NULL},
-        {"GET", "/admin/dead-letters", dead_letters_handler, in, 0, NULL},
-        {"POST", "/admin/dead-letters/{id}/replay", replay_handler, in, 0, NULL},
-        {"POST", "/admin/poll", poll_handler, in, 0, NULL},
+        {"POST", "/webhooks/shopify", webhook_handler, &in->ctx_shopify, 0, NULL, 0},
+        {"POST", "/webhooks/shopline", webhook_handler, &in->ctx_shopline, 0, NULL, 0},
+        {"GET", "/admin/shops", shops_handler, in, 0, NULL, 0},
+        {"POST", "/admin/shops/{platform}/{domain}/pause", pause_handler, in, 0, NULL, 0},
+        {"POST", "/admin/shops/{platform}/{domain}/resume", resume_handler, in, 0, NULL, 0},
+        {"GET", "/admin/dead-letters", dead_letters_handler, in, 0, NULL, 0},
+        {"POST", "/admin/dead-letters/{id}/replay", replay_handler, in, 0, NULL, 0},
+        {"POST", "/admin/poll", poll_handler, in, 0, NULL, 0},
     };
     memcpy(in->routes, routes, sizeof(routes));
     if (opts->poll_interval_ms > 0) {

@@ -1345,7 +1345,7 @@ struct push *push_new(struct service *svc, const struct push_opts *opts, char *e
         }
         p->ps[i].started = true;
     }
-    p->routes[0] = (struct http_route){"GET", "/admin/push", status_handler, p, 0, NULL};
+    p->routes[0] = (struct http_route){"GET", "/admin/push", status_handler, p, 0, NULL, 0};
     log_kv(LOG_LVL_INFO, "push: started", "topic", p->topic, NULL);
     return p;
 fail:

@@ -130,16 +130,17 @@ static bool ready_cb(void *opaque, char *why, size_t whylen)
 }
 
 static const struct http_route routes[] = {
-    {"GET", "/v1/holds/{id}", h_hold, NULL, 0, NULL},
-    {"DELETE", "/v1/holds/{id}", h_hold, NULL, 0, NULL},
-    {"POST", "/v1/holds/{id}/items/{item}", h_item, NULL, 0, NULL},
-    {"POST", "/v1/echo", h_echo, NULL, 0, "application/json"},
-    {"POST", "/v1/small", h_echo, NULL, 16, "application/json"},
-    {"GET", "/v1/query", h_query, NULL, 0, NULL},
-    {"GET", "/v1/text", h_text, NULL, 0, NULL},
-    {"GET", "/v1/nothing", h_nothing, NULL, 0, NULL},
-    {"POST", "/v1/later/{id}", h_later, NULL, 0, NULL},
-    {"POST", "/v1/at-once/{id}", h_at_once, NULL, 0, NULL},
+    {"GET", "/v1/holds/{id}", h_hold, NULL, 0, NULL, 0},
+    {"DELETE", "/v1/holds/{id}", h_hold, NULL, 0, NULL, 0},
+    {"POST", "/v1/holds/{id}/items/{item}", h_item, NULL, 0, NULL, 0},
+    {"POST", "/v1/echo", h_echo, NULL, 0, "application/json", 0},
+    {"POST", "/v1/small", h_echo, NULL, 16, "application/json", 0},
+    {"GET", "/v1/query", h_query, NULL, 0, NULL, 0},
+    {"GET", "/v1/text", h_text, NULL, 0, NULL, 0},
+    {"GET", "/v1/nothing", h_nothing, NULL, 0, NULL, 0},
+    {"POST", "/v1/later/{id}", h_later, NULL, 0, NULL, 0},
+    {"POST", "/v1/at-once/{id}", h_at_once, NULL, 0, NULL, 0},
+    {"POST", "/v1/one/{id}", h_later, NULL, 0, NULL, 1},
 };
 
 struct fixture {
@@ -186,6 +187,7 @@ struct reply {
     char allow[128];
     char ctype[128];
     char echo_hdr[16];
+    char retry_after[16];
 };
 
 static size_t on_body(char *p, size_t sz, size_t n, void *ud)
@@ -224,6 +226,8 @@ static size_t on_header(char *p, size_t sz, size_t n, void *ud)
         copy_header(r->ctype, sizeof r->ctype, p + 13, len - 13);
     if (len > 7 && strncasecmp(p, "X-Echo:", 7) == 0)
         copy_header(r->echo_hdr, sizeof r->echo_hdr, p + 7, len - 7);
+    if (len > 12 && strncasecmp(p, "Retry-After:", 12) == 0)
+        copy_header(r->retry_after, sizeof r->retry_after, p + 12, len - 12);
     return len;
 }
 
@@ -620,6 +624,78 @@ static void test_deferred(void **state)
     free(args);
 }
 
+static void *one_client(void *p)
+{
+    struct later_arg *a = p;
+    char path[64];
+
+    snprintf(path, sizeof path, "/v1/one/r%d", a->id);
+    a->rc = request(a->f, "POST", path, NULL, "b", &a->r);
+    return NULL;
+}
+
+/* Wait until n responses are parked by h_later (10 s at most). */
+static void wait_held(size_t n)
+{
+    struct timespec until;
+
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 10;
+    pthread_mutex_lock(&held_mu);
+    while (nheld < n)
+        if (pthread_cond_timedwait(&held_cv, &held_mu, &until) != 0)
+            break;
+    pthread_mutex_unlock(&held_mu);
+    assert_int_equal(nheld, n);
+}
+
+/* A route with max_inflight 1: while one request is in flight (deferred) the next gets 503
+ * busy with Retry-After before its body is read; once the first is answered the route takes
+ * requests again. */
+static void test_max_inflight(void **state)
+{
+    struct fixture *f = *state;
+    struct later_arg a = {.f = f, .id = 1}, b = {.f = f, .id = 2};
+    pthread_t th;
+    struct reply r;
+    int tries = 0;
+
+    nheld = 0;
+    pthread_create(&th, NULL, one_client, &a);
+    wait_held(1);
+    assert_int_equal(request(f, "POST", "/v1/one/r9", NULL, "b", &r), CURLE_OK);
+    assert_int_equal(r.status, 503);
+    assert_non_null(strstr(r.body, "\"code\":\"busy\""));
+    assert_string_equal(r.retry_after, "1");
+    /* other routes are not limited */
+    assert_int_equal(request(f, "GET", "/v1/text", NULL, NULL, &r), CURLE_OK);
+    assert_int_equal(r.status, 200);
+    pthread_mutex_lock(&held_mu);
+    http_response_resume(held[0]);
+    nheld = 0;
+    pthread_mutex_unlock(&held_mu);
+    pthread_join(th, NULL);
+    assert_int_equal(a.rc, CURLE_OK);
+    assert_int_equal(a.r.status, 202);
+    /* the slot is given back when the first request completes, just after its answer went out */
+    for (;;) {
+        pthread_create(&th, NULL, one_client, &b);
+        for (int i = 0; i < 100 && nheld == 0; i++)
+            usleep(10000);
+        if (nheld == 1)
+            break;
+        pthread_join(th, NULL);
+        assert_int_equal(b.r.status, 503);
+        assert_true(++tries < 20);
+    }
+    pthread_mutex_lock(&held_mu);
+    http_response_resume(held[0]);
+    nheld = 0;
+    pthread_mutex_unlock(&held_mu);
+    pthread_join(th, NULL);
+    assert_int_equal(b.r.status, 202);
+}
+
 /* ---- stopping while keep-alive clients go on sending to a deferring route */
 
 static pthread_mutex_t auto_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -695,7 +771,7 @@ static void test_free_while_deferring(void **state)
     (void)state;
     enum { N = 16 };
     char err[256] = "", base[64];
-    struct http_route r = {"POST", "/v1/auto/{id}", h_auto, NULL, 0, NULL};
+    struct http_route r = {"POST", "/v1/auto/{id}", h_auto, NULL, 0, NULL, 0};
     struct http_server_opts o = {.listen = "127.0.0.1:0", .threads = 4};
     pthread_t th[N], resumer;
 
@@ -738,11 +814,11 @@ static void test_bad_options_and_quiesce(void **state)
     assert_null(http_server_new(&o, NULL, 0, err, sizeof err));
     o.listen = "no-such-host.invalid:0";
     assert_null(http_server_new(&o, NULL, 0, err, sizeof err));
-    struct http_route bad = {"GET", "nohash", h_text, NULL, 0, NULL};
+    struct http_route bad = {"GET", "nohash", h_text, NULL, 0, NULL, 0};
     o.listen = "127.0.0.1:0";
     assert_null(http_server_new(&o, &bad, 1, err, sizeof err));
 
-    struct http_route one = {"GET", "/v1/text", h_text, NULL, 0, NULL};
+    struct http_route one = {"GET", "/v1/text", h_text, NULL, 0, NULL, 0};
     struct http_server *s = http_server_new(&o, &one, 1, err, sizeof err);
     assert_non_null(s);
     /* the same port twice fails with a message */
@@ -788,6 +864,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_concurrent_and_metrics, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deferred, setup, teardown),
         cmocka_unit_test(test_free_while_deferring),
+        cmocka_unit_test_setup_teardown(test_max_inflight, setup, teardown),
         cmocka_unit_test(test_bad_options_and_quiesce),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
