@@ -785,12 +785,13 @@ struct ingest *ingest_new(struct service *svc, const struct ingest_opts *opts,
     struct ingest *ing = calloc(1, sizeof(*ing));
     char err[256];
     const struct http_route routes[] = {
-        {"POST", "/v1/transactions", on_transaction, ing, 0, "application/json"},
-        {"POST", "/v1/movements", on_movement, ing, 0, "application/json"},
-        {"POST", "/v1/takings", on_takings, ing, 0, "application/json"},
-        {"POST", "/v1/batches", on_batch, ing, (size_t)opts->batch_max_body, "application/json"},
-        {"GET", "/v1/catalog/items", on_catalog_items, ing, 0, NULL},
-        {"GET", "/v1/catalog/price-changes", on_price_changes, ing, 0, NULL},
+        {"POST", "/v1/transactions", on_transaction, ing, 0, "application/json", 0},
+        {"POST", "/v1/movements", on_movement, ing, 0, "application/json", 0},
+        {"POST", "/v1/takings", on_takings, ing, 0, "application/json", 0},
+        {"POST", "/v1/batches", on_batch, ing, (size_t)opts->batch_max_body, "application/json",
+         (unsigned)opts->batch_concurrency},
+        {"GET", "/v1/catalog/items", on_catalog_items, ing, 0, NULL, 0},
+        {"GET", "/v1/catalog/price-changes", on_price_changes, ing, 0, NULL, 0},
     };
 
     if (!ing)

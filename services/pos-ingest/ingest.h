@@ -23,11 +23,12 @@
 #include "service.h"
 
 struct ingest_opts {
-    long kafka_timeout_ms; /* message.timeout.ms of the producer: the longest a till waits */
-    long max_future_ms;    /* occurred_at may be this far ahead of our clock */
-    long batch_max_items;  /* items per batch */
-    long batch_max_body;   /* bytes per batch body */
-    long claim_lease_ms;   /* how long a claim protects a publish in flight */
+    long kafka_timeout_ms;  /* message.timeout.ms of the producer: the longest a till waits */
+    long max_future_ms;     /* occurred_at may be this far ahead of our clock */
+    long batch_max_items;   /* items per batch */
+    long batch_max_body;    /* bytes per batch body */
+    long batch_concurrency; /* batches taken at once (http_route.max_inflight) */
+    long claim_lease_ms;    /* how long a claim protects a publish in flight */
 };
 
 struct ingest;

@@ -25,6 +25,7 @@ static struct {
     long max_future_ms;
     long batch_max_items;
     long batch_max_body;
+    long batch_concurrency;
     long key_refresh_ms;
     char *catalog_group;
 } cfg;
@@ -45,6 +46,10 @@ static const struct config_var vars[] = {
      "Most transactions plus movements in one batch", &cfg.batch_max_items},
     {"POS_BATCH_MAX_BODY", CONFIG_INT, false, "33554432", 1024, 268435456,
      "Largest batch body in bytes (413 above)", &cfg.batch_max_body},
+    {"POS_BATCH_CONCURRENCY", CONFIG_INT, false, "2", 1, 64,
+     "Batches one replica takes at once, from upload to answer (more: 503 busy, Retry-After); "
+     "bounds memory: see README \"Memory\"",
+     &cfg.batch_concurrency},
     {"POS_API_KEY_REFRESH_MS", CONFIG_INT, false, "5000", 100, 3600000,
      "How often the API key cache is reloaded from Postgres (key rotation delay)",
      &cfg.key_refresh_ms},
@@ -94,6 +99,7 @@ static int pos_start(struct service *svc, void **state, const struct http_route 
         .kafka_timeout_ms = cfg.kafka_timeout_ms,
         .max_future_ms = cfg.max_future_ms,
         .batch_max_items = cfg.batch_max_items,
+        .batch_concurrency = cfg.batch_concurrency,
         .batch_max_body = cfg.batch_max_body,
         .claim_lease_ms = cfg.kafka_timeout_ms + 5000,
     };

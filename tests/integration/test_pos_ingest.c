@@ -1342,6 +1342,21 @@ static void test_sigterm_in_flight(void **state)
         free(cs[i].ids);
 }
 
+struct dead_post {
+    const char *where, *body;
+    long st;
+    char *resp;
+};
+
+static void *dead_batch(void *p)
+{
+    struct dead_post *d = p;
+
+    d->st = http_at(d->where, "POST", "/v1/batches", KEY_S001, "application/json", d->body,
+                    strlen(d->body), &d->resp);
+    return NULL;
+}
+
 /* Kafka unreachable: 503 quickly; the same requests retried once Kafka is back succeed and
  * their events appear exactly once. A second instance points at a dead broker; the retry goes
  * to the instance with the live broker (same database: the claims are shared). */
@@ -1361,7 +1376,9 @@ static void test_kafka_down_then_retry(void **state)
 
     (void)state;
     snprintf(log, sizeof(log), "%s/pos-ingest-dead.log", workdir);
+    setenv("POS_BATCH_CONCURRENCY", "1", 1); /* inherited by this instance only */
     pid = svc_spawn("127.0.0.1:1", "1000", log, dead, sizeof(dead));
+    unsetenv("POS_BATCH_CONCURRENCY");
     usleep(300000);
     t0 = clock_mono_ms();
     st = http_at(dead, "POST", "/v1/transactions", KEY_S001, "application/json", tx, strlen(tx),
@@ -1378,6 +1395,30 @@ static void test_kafka_down_then_retry(void **state)
     validate("POST", "/v1/batches", st, resp);
     assert_non_null(strstr(resp, "\"retry\""));
     free(resp);
+    /* POS_BATCH_CONCURRENCY=1: while one batch waits for Kafka (1 s), another gets 503 busy
+     * with Retry-After (whichever of the two reached the service second) */
+    {
+        struct dead_post a = {dead, batch, 0, NULL}, b = {dead, batch, 0, NULL};
+        pthread_t ta, tb;
+
+        assert_int_equal(pthread_create(&ta, NULL, dead_batch, &a), 0);
+        usleep(300000);
+        assert_int_equal(pthread_create(&tb, NULL, dead_batch, &b), 0);
+        pthread_join(ta, NULL);
+        pthread_join(tb, NULL);
+        printf("two batches at once, limit 1: %ld %s / %ld %s\n", a.st, a.resp, b.st, b.resp);
+        assert_int_equal(a.st, 503);
+        assert_int_equal(b.st, 503);
+        validate("POST", "/v1/batches", a.st, a.resp);
+        validate("POST", "/v1/batches", b.st, b.resp);
+        assert_int_equal((strstr(a.resp, "\"code\":\"busy\"") != NULL) +
+                             (strstr(b.resp, "\"code\":\"busy\"") != NULL),
+                         1);
+        assert_int_equal(
+            (strstr(a.resp, "\"retry\"") != NULL) + (strstr(b.resp, "\"retry\"") != NULL), 1);
+        free(a.resp);
+        free(b.resp);
+    }
     svc_term(pid);
     /* the retries: accepted, then a further retry is a duplicate; one event each */
     assert_int_equal(post("/v1/transactions", KEY_S001, tx, &r), 202);
