@@ -634,6 +634,16 @@ static void *one_client(void *p)
     return NULL;
 }
 
+static size_t held_count(void)
+{
+    size_t n;
+
+    pthread_mutex_lock(&held_mu);
+    n = nheld;
+    pthread_mutex_unlock(&held_mu);
+    return n;
+}
+
 /* Wait until n responses are parked by h_later (10 s at most). */
 static void wait_held(size_t n)
 {
@@ -680,9 +690,9 @@ static void test_max_inflight(void **state)
     /* the slot is given back when the first request completes, just after its answer went out */
     for (;;) {
         pthread_create(&th, NULL, one_client, &b);
-        for (int i = 0; i < 100 && nheld == 0; i++)
+        for (int i = 0; i < 100 && held_count() == 0; i++)
             usleep(10000);
-        if (nheld == 1)
+        if (held_count() == 1)
             break;
         pthread_join(th, NULL);
         assert_int_equal(b.r.status, 503);
