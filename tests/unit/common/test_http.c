@@ -573,6 +573,41 @@ static void *later_client(void *p)
     return NULL;
 }
 
+static size_t held_count(void)
+{
+    size_t n;
+
+    pthread_mutex_lock(&held_mu);
+    n = nheld;
+    pthread_mutex_unlock(&held_mu);
+    return n;
+}
+
+/* Wait until n responses are parked by h_later (10 s at most). */
+static void wait_held(size_t n)
+{
+    struct timespec until;
+
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += 10;
+    pthread_mutex_lock(&held_mu);
+    while (nheld < n)
+        if (pthread_cond_timedwait(&held_cv, &held_mu, &until) != 0)
+            break;
+    pthread_mutex_unlock(&held_mu);
+    assert_int_equal(nheld, n);
+}
+
+/* Let every parked response go on. */
+static void resume_held(void)
+{
+    pthread_mutex_lock(&held_mu);
+    for (size_t i = 0; i < nheld; i++)
+        http_response_resume(held[i]);
+    nheld = 0;
+    pthread_mutex_unlock(&held_mu);
+}
+
 /* 32 requests held at once by a server of 4 workers (a waiting handler would hold a worker),
  * then answered by their continuations once resumed from another thread. */
 static void test_deferred(void **state)
@@ -581,7 +616,6 @@ static void test_deferred(void **state)
     enum { N = 32 };
     pthread_t th[N];
     struct later_arg *args = calloc(N, sizeof(*args));
-    struct timespec until;
     struct reply r;
 
     nheld = 0;
@@ -589,23 +623,11 @@ static void test_deferred(void **state)
         args[i] = (struct later_arg){.f = f, .id = i};
         pthread_create(&th[i], NULL, later_client, &args[i]);
     }
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += 10;
-    pthread_mutex_lock(&held_mu);
-    while (nheld < N)
-        if (pthread_cond_timedwait(&held_cv, &held_mu, &until) != 0)
-            break;
-    if (nheld < N) {
-        pthread_mutex_unlock(&held_mu);
-        fail_msg("only %zu of %d requests deferred at once", nheld, N);
-    }
+    wait_held(N); /* all at once */
     /* nothing answered while suspended; the server still serves others */
     assert_int_equal(request(f, "GET", "/v1/text", NULL, NULL, &r), CURLE_OK);
     assert_int_equal(r.status, 200);
-    for (size_t i = 0; i < nheld; i++)
-        http_response_resume(held[i]);
-    nheld = 0;
-    pthread_mutex_unlock(&held_mu);
+    resume_held();
     for (int i = 0; i < N; i++) {
         char want[160];
 
@@ -634,31 +656,6 @@ static void *one_client(void *p)
     return NULL;
 }
 
-static size_t held_count(void)
-{
-    size_t n;
-
-    pthread_mutex_lock(&held_mu);
-    n = nheld;
-    pthread_mutex_unlock(&held_mu);
-    return n;
-}
-
-/* Wait until n responses are parked by h_later (10 s at most). */
-static void wait_held(size_t n)
-{
-    struct timespec until;
-
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += 10;
-    pthread_mutex_lock(&held_mu);
-    while (nheld < n)
-        if (pthread_cond_timedwait(&held_cv, &held_mu, &until) != 0)
-            break;
-    pthread_mutex_unlock(&held_mu);
-    assert_int_equal(nheld, n);
-}
-
 /* A route with max_inflight 1: while one request is in flight (deferred) the next gets 503
  * busy with Retry-After before its body is read; once the first is answered the route takes
  * requests again. */
@@ -680,10 +677,7 @@ static void test_max_inflight(void **state)
     /* other routes are not limited */
     assert_int_equal(request(f, "GET", "/v1/text", NULL, NULL, &r), CURLE_OK);
     assert_int_equal(r.status, 200);
-    pthread_mutex_lock(&held_mu);
-    http_response_resume(held[0]);
-    nheld = 0;
-    pthread_mutex_unlock(&held_mu);
+    resume_held();
     pthread_join(th, NULL);
     assert_int_equal(a.rc, CURLE_OK);
     assert_int_equal(a.r.status, 202);
@@ -698,10 +692,7 @@ static void test_max_inflight(void **state)
         assert_int_equal(b.r.status, 503);
         assert_true(++tries < 20);
     }
-    pthread_mutex_lock(&held_mu);
-    http_response_resume(held[0]);
-    nheld = 0;
-    pthread_mutex_unlock(&held_mu);
+    resume_held();
     pthread_join(th, NULL);
     assert_int_equal(b.r.status, 202);
 }
