@@ -1020,3 +1020,138 @@ fail:
     pos_item_release(out);
     return -EINVAL;
 }
+
+/* ---- batch split ---------------------------------------------------------------------------- */
+
+#define SPLIT_MAX_DEPTH 64 /* deeper than any till item; the full parse judges such bodies */
+
+static size_t skip_ws(const char *b, size_t n, size_t i)
+{
+    while (i < n && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r'))
+        i++;
+    return i;
+}
+
+/* The end of the value that starts with '{' at b[i] (one past its '}'), or 0 when it does not
+ * close, closes with the wrong bracket or nests too deep. Strings are skipped whole (a '\'
+ * escapes the next byte); everything else inside is left to the item's own parse. */
+static size_t object_end(const char *b, size_t n, size_t i)
+{
+    char stack[SPLIT_MAX_DEPTH];
+    int depth = 0;
+
+    for (; i < n; i++) {
+        char c = b[i];
+
+        if (c == '"') {
+            for (i++; i < n && b[i] != '"'; i++)
+                if (b[i] == '\\')
+                    i++;
+            if (i >= n)
+                return 0;
+        } else if (c == '{' || c == '[') {
+            if (depth == SPLIT_MAX_DEPTH)
+                return 0;
+            stack[depth++] = c == '{' ? '}' : ']';
+        } else if (c == '}' || c == ']') {
+            if (depth == 0 || stack[--depth] != c)
+                return 0;
+            if (depth == 0)
+                return i + 1;
+        }
+    }
+    return 0;
+}
+
+int posjson_batch_split(const char *b, size_t n, size_t max_items, struct posjson_span **out)
+{
+    static const char *const groups[] = {"transactions", "movements"};
+    struct posjson_span *sp = NULL;
+    size_t count = 0, cap = 0, i, start[2] = {0, 0}, len[2] = {0, 0};
+    bool seen[2] = {false, false};
+
+    *out = NULL;
+    i = skip_ws(b, n, 0);
+    if (i >= n || b[i] != '{')
+        goto fallback;
+    for (;;) { /* b[i] is the '{' or the ',' before a key */
+        size_t k0, g;
+
+        i = skip_ws(b, n, i + 1);
+        if (i >= n || b[i] != '"')
+            goto fallback;
+        k0 = ++i;
+        while (i < n && b[i] != '"' && b[i] != '\\')
+            i++;
+        if (i >= n || b[i] != '"')
+            goto fallback; /* an escaped key: let the full parse decode it */
+        for (g = 0; g < 2; g++)
+            if (i - k0 == strlen(groups[g]) && memcmp(b + k0, groups[g], i - k0) == 0)
+                break;
+        if (g == 2 || seen[g])
+            goto fallback; /* unknown or repeated key */
+        seen[g] = true;
+        i = skip_ws(b, n, i + 1);
+        if (i >= n || b[i] != ':')
+            goto fallback;
+        i = skip_ws(b, n, i + 1);
+        if (i >= n || b[i] != '[')
+            goto fallback;
+        start[g] = count;
+        i = skip_ws(b, n, i + 1);
+        if (i < n && b[i] == ']')
+            i++;
+        else
+            for (;;) {
+                size_t end;
+
+                if (i >= n || b[i] != '{' || !(end = object_end(b, n, i)))
+                    goto fallback; /* not an object, or not closed */
+                if (count == max_items)
+                    goto fallback; /* too many: the full parse says so */
+                if (count == cap) {
+                    cap = cap ? cap * 2 : 256;
+                    sp = realloc(sp, cap * sizeof(*sp));
+                    if (!sp)
+                        abort(); /* OOM policy */
+                }
+                sp[count].group = (int)g;
+                sp[count].off = i;
+                sp[count++].len = end - i;
+                i = skip_ws(b, n, end);
+                if (i < n && b[i] == ',') {
+                    i = skip_ws(b, n, i + 1);
+                    continue;
+                }
+                if (i >= n || b[i] != ']')
+                    goto fallback;
+                i++;
+                break;
+            }
+        len[g] = count - start[g];
+        i = skip_ws(b, n, i);
+        if (i < n && b[i] == ',')
+            continue;
+        if (i >= n || b[i] != '}')
+            goto fallback;
+        break;
+    }
+    if (skip_ws(b, n, i + 1) != n || count == 0)
+        goto fallback;
+    if (seen[0] && seen[1] && start[1] < start[0]) {
+        /* movements came first in the body: transactions first in the answer */
+        struct posjson_span *r = malloc(count * sizeof(*r));
+
+        if (!r)
+            abort(); /* OOM policy */
+        memcpy(r, sp + start[0], len[0] * sizeof(*r));
+        memcpy(r + len[0], sp + start[1], len[1] * sizeof(*r));
+        free(sp);
+        sp = r;
+    }
+    *out = sp;
+    return (int)count;
+fallback:
+    free(sp);
+    return -EINVAL;
+}

@@ -79,6 +79,26 @@ int posjson_movement(const json_t *obj, const struct posjson_ctx *ctx, struct po
 int posjson_takings(const json_t *obj, const struct posjson_ctx *ctx, struct pos_item *out,
                     struct posjson_error *e);
 
+/* One item of an offline batch: its array (0 "transactions", 1 "movements") and its bytes. */
+struct posjson_span {
+    int group;
+    size_t off, len;
+};
+
+/*
+ * Fast path for an offline batch: splits b[0..n) = {"transactions":[{...},...],
+ * "movements":[{...},...]} into the byte spans of its items without building the whole tree,
+ * so each item can be parsed, validated and freed alone (a 12 MB batch as one jansson tree
+ * takes hundreds of MB). Transactions come first, then movements, each in body order.
+ * Returns the item count (>= 1) with *out malloc'd (the caller frees it), or -EINVAL when the
+ * body is anything else: not JSON, another or a repeated or an escaped key, an item that is
+ * not an object, nesting deeper than 64, no items or more than max_items. The caller then
+ * parses the whole body, which names the problem. Only the structure between the items is
+ * checked here: the caller parses every span strictly before acting on any, and falls back
+ * to the whole body when one fails.
+ */
+int posjson_batch_split(const char *b, size_t n, size_t max_items, struct posjson_span **out);
+
 /* Free everything the item holds. Safe on a zeroed or already released item. */
 void pos_item_release(struct pos_item *it);
 

@@ -1,10 +1,13 @@
 /*
  * Fuzz target: pos-ingest's request validation (services/pos-ingest/posjson.c) over arbitrary
  * bytes, without network. The first byte chooses the handler ('t' transaction, 'm' movement,
- * 'k' takings; anything else: all three) and whether the API key is bound to store S001 (odd
- * byte) or to any store; the rest is the request body. Every accepted item is also packed as
+ * 'k' takings, 'b' the batch split; anything else: t, m and k) and whether the API key is bound
+ * to store S001 (odd byte) or to any store; the rest is the request body. The batch split is
+ * checked against the full parse: every body it splits must parse whole, into exactly the
+ * items of its spans, transactions first. Every accepted item is also packed as
  * its protobuf event, which would crash on a NULL string or a dangling pointer in the message.
  */
+#include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -68,6 +71,48 @@ static void check_item(struct pos_item *it)
     free(buf);
 }
 
+/* posjson_batch_split against json_parse_object of the whole body: when every span parses on
+ * its own, the whole body parses into exactly those items, transactions first; when one does
+ * not, neither does the whole body (the service then answers from the whole body's error). */
+static void check_batch(const char *b, size_t n)
+{
+    struct posjson_span *sp;
+    int count = posjson_batch_split(b, n, 64, &sp);
+    json_t *all, *items, *ones;
+    size_t ntx;
+    bool broken = false;
+    char err[256];
+
+    if (count < 0) {
+        if (count != -EINVAL || sp)
+            abort();
+        return;
+    }
+    ones = json_array();
+    for (int k = 0; k < count && !broken; k++) {
+        json_t *one = json_loadb(b + sp[k].off, sp[k].len, JSON_REJECT_DUPLICATES, NULL);
+
+        broken = !one;
+        json_array_append_new(ones, one);
+    }
+    all = json_parse_object(b, n, err, sizeof(err));
+    if (broken != !all)
+        abort();
+    items = json_array();
+    ntx = json_array_size(json_object_get(all, "transactions"));
+    json_array_extend(items, json_object_get(all, "transactions"));
+    json_array_extend(items, json_object_get(all, "movements"));
+    if (all && (json_object_size(all) > 2 || !json_equal(items, ones)))
+        abort();
+    for (int k = 0; all && k < count; k++)
+        if (sp[k].group != ((size_t)k < ntx ? 0 : 1))
+            abort();
+    json_decref(ones);
+    json_decref(items);
+    json_decref(all);
+    free(sp);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct posjson_ctx ctx = {0};
@@ -80,6 +125,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 1)
         return 0;
     sel = data[0];
+    if (sel == 'b') {
+        check_batch((const char *)data + 1, size - 1);
+        return 0;
+    }
     ctx.tenant_id = "fuzz";
     ctx.mapping = fuzz_mapping();
     ctx.auth_store = (sel & 1) ? "S001" : NULL;

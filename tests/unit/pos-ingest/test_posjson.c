@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -200,13 +201,93 @@ static void test_catalog(void **state)
     catalog_free(NULL);
 }
 
+/* The batch fast path: the spans it finds are exactly the items the full parse finds, and
+ * every body it does not understand is left to the full parse. */
+static void test_batch_split(void **state)
+{
+    static const struct {
+        const char *body;
+        int n; /* items, or -1: fall back to the full parse */
+    } cases[] = {
+        {"{\"transactions\":[{\"a\":1},{\"b\":[2,{\"c\":\"}]\\\"{\"}]}]}", 2},
+        {" \r\n{ \"movements\" : [ {} ] , \"transactions\" : [ {\"x\":\"\\\\\"} ] }\t", 2},
+        {"{\"transactions\":[],\"movements\":[{\"m\":1}]}", 1},
+        {"{\"transactions\":[]}", -1}, /* no items: the full parse says so */
+        {"{\"transactions\":[{}],\"transactions\":[{}]}", -1}, /* repeated key */
+        {"{\"\\u0074ransactions\":[{}]}", -1},                 /* escaped key */
+        {"{\"sales\":[{}]}", -1},                              /* unknown key */
+        {"{\"transactions\":[1]}", -1},                        /* an item that is not an object */
+        {"{\"transactions\":[{}] ]}", -1},                     /* stray bracket */
+        {"{\"transactions\":[{]}]}", -1},                      /* wrong closing bracket */
+        {"{\"transactions\":[{\"a\":\"}]}", -1},               /* unterminated string */
+        {"{\"transactions\":[{}]}x", -1},                      /* trailing bytes */
+        {"{\"transactions\":[{},]}", -1},                      /* trailing comma */
+        {"{\"transactions\":[{}]", -1},                        /* truncated */
+        {"[{\"transactions\":[{}]}]", -1},                     /* not an object */
+        {"", -1},
+        {"{\"transactions\":[{},{},{},{}]}", -1}, /* over max_items (3) */
+        {"{\"transactions\":[{},{},{}]}", 3},
+    };
+    struct posjson_span *sp;
+    char deep[200];
+    int n;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *b = cases[i].body;
+
+        n = posjson_batch_split(b, strlen(b), 3, &sp);
+        if ((n < 0 ? -1 : n) != cases[i].n || (n < 0 && n != -EINVAL))
+            fail_msg("%s: %d items, want %d", b, n, cases[i].n);
+        if (n < 0) {
+            assert_null(sp);
+            continue;
+        }
+        /* each span is one item of the full tree, transactions first, in order */
+        {
+            char err[256];
+            json_t *all = json_parse_object(b, strlen(b), err, sizeof(err)), *items = json_array();
+
+            assert_non_null(all);
+            json_array_extend(items, json_object_get(all, "transactions"));
+            json_array_extend(items, json_object_get(all, "movements"));
+            assert_int_equal(json_array_size(items), n);
+            for (int k = 0; k < n; k++) {
+                json_t *one = json_loadb(b + sp[k].off, sp[k].len, 0, NULL);
+
+                assert_non_null(one);
+                assert_true(json_equal(one, json_array_get(items, (size_t)k)));
+                assert_int_equal(
+                    sp[k].group,
+                    k < (int)json_array_size(json_object_get(all, "transactions")) ? 0 : 1);
+                json_decref(one);
+            }
+            json_decref(items);
+            json_decref(all);
+        }
+        free(sp);
+    }
+    /* nesting deeper than any till item (64 levels) is left to the full parse */
+    for (int levels = 60; levels <= 70; levels += 10) {
+        size_t o = (size_t)snprintf(deep, sizeof(deep), "{\"transactions\":[{\"a\":");
+
+        for (int i = 0; i < levels; i++)
+            deep[o++] = '[';
+        for (int i = 0; i < levels; i++)
+            deep[o++] = ']';
+        memcpy(deep + o, "}]}", 4);
+        n = posjson_batch_split(deep, strlen(deep), 3, &sp);
+        assert_int_equal(n, levels == 60 ? 1 : -EINVAL);
+        free(sp);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_mapping),
-        cmocka_unit_test(test_money_and_ids),
-        cmocka_unit_test(test_refusals),
-        cmocka_unit_test(test_catalog),
+        cmocka_unit_test(test_mapping),     cmocka_unit_test(test_money_and_ids),
+        cmocka_unit_test(test_refusals),    cmocka_unit_test(test_catalog),
+        cmocka_unit_test(test_batch_split),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);
