@@ -55,7 +55,9 @@ enum item_status {
 
 struct work {
     const char *type; /* "transaction", "movement", "takings" */
-    const json_t *obj;
+    int group;        /* in a batch: 0 its transactions, 1 its movements */
+    size_t index;     /* in a batch: the item's index in its array */
+    char *id;         /* in a batch: the item's transaction_id / movement_id if a string */
     struct pos_item item;
     struct posjson_error err;
     enum item_status status;
@@ -65,13 +67,15 @@ struct work {
     struct pipeline_fact *fact; /* its fact in the pipeline (first occurrences), else NULL */
 };
 
-#define FLIGHT_CHUNK 500 /* items validated before they enter the pipeline as one job */
+#define FLIGHT_CHUNK    500  /* a batch's items enter the pipeline in jobs of this many */
+#define BATCH_SPLIT_MIN 1000 /* a batch of this many items is validated on two threads */
 
 /*
- * One request between its handler and its answer: the parsed body (items point into it), the
- * items, the facts handed to the pipeline (in jobs of up to FLIGHT_CHUNK items, each submitted
- * as soon as it is validated, so a batch's claims and sends overlap the validation of the rest)
- * and the deferred response. Freed by flight_free().
+ * One request between its handler and its answer: the parsed body when it was parsed whole
+ * (NULL for a batch taken item by item; validated items own copies of what they need), the
+ * items, the facts handed to the pipeline (in jobs of up to FLIGHT_CHUNK items, which the
+ * pipeline's claim and settle threads work through while the next jobs wait) and the deferred
+ * response. Freed by flight_free().
  */
 struct flight {
     struct ingest *ing;
@@ -273,8 +277,10 @@ static void flight_free(struct flight *fl)
 {
     if (!fl)
         return;
-    for (size_t i = 0; i < fl->n; i++)
+    for (size_t i = 0; i < fl->n; i++) {
         pos_item_release(&fl->ws[i].item);
+        free(fl->ws[i].id);
+    }
     free(fl->ws);
     free(fl->facts);
     free(fl->owner);
@@ -554,7 +560,6 @@ static void handle_single(struct ingest *ing, const struct http_request *req,
     fl = flight_new(ing, obj, 1, resp, finish_single);
     w = &fl->ws[0];
     w->type = type;
-    w->obj = obj;
     ctx_init(ing, &who, false, &ctx);
     if (parse(obj, &ctx, &w->item, &w->err) != 0)
         w->status = ST_REJECTED; /* counted by flight_settle */
@@ -582,48 +587,42 @@ static void finish_batch(const struct http_request *req, struct http_response *r
     static const char *const groups[] = {"transactions", "movements"};
     struct flight *fl = arg;
     json_t *results = json_array();
-    size_t k = 0, counts[6] = {0};
+    size_t counts[6] = {0};
     bool retry = false;
 
     (void)req;
     flight_settle(fl);
-    for (int g = 0; g < 2; g++) {
-        const json_t *arr = json_object_get(fl->obj, groups[g]);
+    for (size_t k = 0; k < fl->n; k++) {
+        struct work *w = &fl->ws[k];
+        json_t *r = item_result(w);
+        char field[256];
 
-        for (size_t i = 0; i < json_array_size(arr); i++, k++) {
-            struct work *w = &fl->ws[k];
-            json_t *r = item_result(w);
-            const char *id = json_string_value(
-                json_object_get(json_array_get(arr, i), g == 0 ? "transaction_id" : "movement_id"));
-            char field[256];
+        json_object_set_new(r, "type", json_string(w->type));
+        json_object_set_new(r, "index", json_integer((json_int_t)w->index));
+        if (w->id)
+            json_object_set_new(r, "id", json_string(w->id));
+        if (w->status == ST_REJECTED) {
+            char msg[480];
 
-            json_object_set_new(r, "type", json_string(w->type));
-            json_object_set_new(r, "index", json_integer((json_int_t)i));
-            if (id)
-                json_object_set_new(r, "id", json_string(id));
-            if (w->status == ST_REJECTED) {
-                char msg[480];
-
-                snprintf(field, sizeof(field), "%s[%zu]%s%s", groups[g], i,
-                         w->err.field[0] ? "." : "", w->err.field);
-                snprintf(msg, sizeof(msg), "%s[%zu]%s%s", groups[g], i,
-                         w->err.field[0] ? "." : ": ", w->err.message);
-                json_object_set_new(r, "error",
-                                    json_pack("{s:s, s:s, s:s}", "code", w->err.code, "message",
-                                              msg, "field", field));
-            } else if (w->status == ST_RETRY) {
-                json_object_set_new(
-                    r, "error",
-                    json_pack("{s:s, s:s}", "code", w->retry_code, "message", w->retry_msg));
-                retry = true;
-            } else if (w->status == ST_CONFLICT) {
-                json_object_set_new(r, "error",
-                                    json_pack("{s:s, s:s}", "code", "conflict", "message",
-                                              "the id was already used for different content"));
-            }
-            counts[w->status]++;
-            json_array_append_new(results, r);
+            snprintf(field, sizeof(field), "%s[%zu]%s%s", groups[w->group], w->index,
+                     w->err.field[0] ? "." : "", w->err.field);
+            snprintf(msg, sizeof(msg), "%s[%zu]%s%s", groups[w->group], w->index,
+                     w->err.field[0] ? "." : ": ", w->err.message);
+            json_object_set_new(
+                r, "error",
+                json_pack("{s:s, s:s, s:s}", "code", w->err.code, "message", msg, "field", field));
+        } else if (w->status == ST_RETRY) {
+            json_object_set_new(
+                r, "error",
+                json_pack("{s:s, s:s}", "code", w->retry_code, "message", w->retry_msg));
+            retry = true;
+        } else if (w->status == ST_CONFLICT) {
+            json_object_set_new(r, "error",
+                                json_pack("{s:s, s:s}", "code", "conflict", "message",
+                                          "the id was already used for different content"));
         }
+        counts[w->status]++;
+        json_array_append_new(results, r);
     }
     if (retry)
         http_response_header(resp, "Retry-After", "5");
@@ -636,27 +635,112 @@ static void finish_batch(const struct http_request *req, struct http_response *r
     flight_free(fl);
 }
 
-static void on_batch(const struct http_request *req, struct http_response *resp, void *op)
+/* Validate item k of a batch, the index-th of its array g; its id is kept for the answer. */
+static void batch_item(struct flight *fl, size_t k, int g, size_t index, const json_t *it,
+                       const struct posjson_ctx *ctx)
 {
-    static const char *const groups[] = {"transactions", "movements"};
     static const char *const types[] = {"transaction", "movement"};
     static const parse_fn parsers[] = {posjson_transaction, posjson_movement};
-    struct ingest *ing = op;
-    struct apikey_principal who;
-    struct posjson_ctx ctx;
+    struct work *w = &fl->ws[k];
+    const char *id =
+        json_string_value(json_object_get(it, g == 0 ? "transaction_id" : "movement_id"));
+
+    w->type = types[g];
+    w->group = g;
+    w->index = index;
+    if (id && !(w->id = strdup(id)))
+        abort(); /* OOM policy */
+    if (!json_is_object(it)) {
+        w->status = ST_REJECTED;
+        w->err.status = 422;
+        snprintf(w->err.code, sizeof(w->err.code), "invalid_field");
+        snprintf(w->err.message, sizeof(w->err.message), "must be an object");
+        return;
+    }
+    if (parsers[g](it, ctx, &w->item, &w->err) != 0)
+        w->status = ST_REJECTED;
+}
+
+/* Items [from, to) of a batch taken item by item; ntx is how many of its items are
+ * transactions (they come first). */
+struct span_part {
     struct flight *fl;
+    const char *body;
+    const struct posjson_span *sp;
+    const struct posjson_ctx *ctx;
+    size_t from, to, ntx;
+    int rc;
+};
+
+/* Each item of the part parsed from its own span and validated, its tree freed at once. rc is
+ * -EINVAL when a span is not valid JSON. */
+static void *span_part_run(void *arg)
+{
+    struct span_part *p = arg;
+
+    p->rc = 0;
+    for (size_t k = p->from; k < p->to; k++) {
+        const struct posjson_span *sp = &p->sp[k];
+        json_t *it = json_loadb(p->body + sp->off, sp->len, JSON_REJECT_DUPLICATES, NULL);
+
+        if (!it) {
+            p->rc = -EINVAL;
+            break;
+        }
+        batch_item(p->fl, k, sp->group, sp->group == 0 ? k : k - p->ntx, it, p->ctx);
+        json_decref(it);
+    }
+    return NULL;
+}
+
+/*
+ * The fast path: a batch never holds more than one item's tree per thread. A large batch is
+ * split in two halves, the second validated on a thread of its own (a batch is otherwise
+ * bound by one core while the pipeline and Kafka leave the other partly idle). Returns 0, or
+ * -EINVAL when a span is not valid JSON: the body is then not valid JSON either (nothing has
+ * gone to the pipeline yet) and the caller parses it whole to say where.
+ */
+static int batch_from_spans(struct flight *fl, const char *body, const struct posjson_span *sp,
+                            const struct posjson_ctx *ctx)
+{
+    struct span_part part[2];
+    size_t ntx = 0, n = fl->n, half = n;
+    pthread_t helper;
+    bool two = false;
+
+    while (ntx < n && sp[ntx].group == 0)
+        ntx++;
+    if (n >= BATCH_SPLIT_MIN)
+        half = n / 2;
+    for (int i = 0; i < 2; i++)
+        part[i] = (struct span_part){fl, body, sp, ctx, i ? half : 0, i ? n : half, ntx, 0};
+    if (half < n)
+        two = pthread_create(&helper, NULL, span_part_run, &part[1]) == 0;
+    span_part_run(&part[0]);
+    if (two)
+        pthread_join(helper, NULL);
+    else if (half < n)
+        span_part_run(&part[1]); /* no thread to be had: this one does both */
+    return part[0].rc ? part[0].rc : part[1].rc;
+}
+
+/* The whole body as one tree: for any body the fast path does not take, and to name the
+ * problem of a body that is not a batch. Returns the flight, or NULL with resp filled. */
+static struct flight *batch_from_tree(struct ingest *ing, const struct http_request *req,
+                                      struct http_response *resp, const struct posjson_ctx *ctx)
+{
+    static const char *const groups[] = {"transactions", "movements"};
     json_t *obj, *arr[2] = {NULL, NULL};
+    struct flight *fl;
     size_t n = 0, k = 0;
     const char *key;
     json_t *v;
     char err[256];
 
-    if (authenticate(ing, req, resp, &who) != 0)
-        return;
     obj = json_parse_object(req->body, req->body_len, err, sizeof(err));
     if (!obj) {
         http_response_error(resp, 400, "invalid_json", NULL, "%s", err);
-        return;
+        return NULL;
     }
     json_object_foreach(obj, key, v)
     {
@@ -688,31 +772,43 @@ static void on_batch(const struct http_request *req, struct http_response *resp,
         goto out_bad;
     }
     fl = flight_new(ing, obj, n, resp, finish_batch);
-    ctx_init(ing, &who, true, &ctx);
-    for (int g = 0; g < 2; g++) {
-        for (size_t i = 0; i < json_array_size(arr[g]); i++, k++) {
-            json_t *it = json_array_get(arr[g], i);
-            struct work *w = &fl->ws[k];
-
-            w->type = types[g];
-            w->obj = it;
-            if (!json_is_object(it)) {
-                w->status = ST_REJECTED;
-                w->err.status = 422;
-                snprintf(w->err.code, sizeof(w->err.code), "invalid_field");
-                snprintf(w->err.message, sizeof(w->err.message), "must be an object");
-                continue;
-            }
-            if (parsers[g](it, &ctx, &w->item, &w->err) != 0)
-                w->status = ST_REJECTED;
-            if ((k + 1) % FLIGHT_CHUNK == 0)
-                flight_add(fl, k + 1); /* into the pipeline while the rest is validated */
-        }
-    }
-    flight_end(fl, req);
-    return;
+    for (int g = 0; g < 2; g++)
+        for (size_t i = 0; i < json_array_size(arr[g]); i++, k++)
+            batch_item(fl, k, g, i, json_array_get(arr[g], i), ctx);
+    return fl;
 out_bad:
     json_decref(obj);
+    return NULL;
+}
+
+static void on_batch(const struct http_request *req, struct http_response *resp, void *op)
+{
+    struct ingest *ing = op;
+    struct apikey_principal who;
+    struct posjson_ctx ctx;
+    struct posjson_span *spans;
+    struct flight *fl = NULL;
+    int n;
+
+    if (authenticate(ing, req, resp, &who) != 0)
+        return;
+    ctx_init(ing, &who, true, &ctx);
+    n = posjson_batch_split(req->body, req->body_len, (size_t)ing->opts.batch_max_items, &spans);
+    if (n > 0) {
+        fl = flight_new(ing, NULL, (size_t)n, resp, finish_batch);
+        if (batch_from_spans(fl, req->body, spans, &ctx) != 0) {
+            flight_free(fl);
+            fl = NULL;
+        }
+        free(spans);
+    }
+    if (!fl && !(fl = batch_from_tree(ing, req, resp, &ctx)))
+        return;
+    /* every item is validated before any goes out: a body that turns out not to be JSON
+     * publishes nothing */
+    for (size_t k = FLIGHT_CHUNK; k < fl->n; k += FLIGHT_CHUNK)
+        flight_add(fl, k);
+    flight_end(fl, req);
 }
 
 /* ?since= as RFC 3339 or Unix ms; absent = everything. */

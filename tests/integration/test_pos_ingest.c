@@ -919,6 +919,15 @@ static const struct bad bads[] = {
      422, "transactions", "array"},
     {"batch with unknown key", "/v1/batches", KEY_S001, "application/json", "{\"sales\":[]}", 422,
      "sales", "unknown field"},
+    /* a batch is validated item by item, but one that is not JSON as a whole publishes nothing,
+     * not even its good items before the broken one */
+    {"batch with a broken item", "/v1/batches", KEY_S001, "application/json",
+     "{\"transactions\":[" TX_HEAD TX_LINE TX_TAIL ",{\"a\":tru}]}", 400, NULL, "invalid JSON"},
+    {"batch item with a repeated key", "/v1/batches", KEY_S001, "application/json",
+     "{\"transactions\":[" TX_HEAD TX_LINE TX_TAIL ",{\"a\":1,\"a\":2}]}", 400, NULL, "duplicate"},
+    {"batch with a repeated array", "/v1/batches", KEY_S001, "application/json",
+     "{\"transactions\":[" TX_HEAD TX_LINE TX_TAIL "],\"transactions\":[]}", 400, NULL,
+     "duplicate"},
     {"deep nesting", "/v1/transactions", KEY_S001, "application/json", NULL, 400, NULL, NULL},
     {"body too large", "/v1/transactions", KEY_S001, "application/json", NULL, 413, NULL, NULL},
     {"wrong method", "/v1/transactions", KEY_S001, NULL, NULL, 405, NULL, NULL},
@@ -978,6 +987,29 @@ static void test_bad_requests(void **state)
     }
     free(deep);
     free(big);
+    /* more good items than go to the pipeline in one job, then one that is not JSON */
+    {
+        size_t cap = 1200 * 400, off = 0;
+        char *body = malloc(cap), *resp;
+        long st;
+
+        off += (size_t)snprintf(body, cap, "{\"transactions\":[");
+        for (int i = 0; i < 1200; i++)
+            off += (size_t)snprintf(
+                body + off, cap - off,
+                "{\"transaction_id\":\"BRK-%d\",\"store_code\":\"S001\",\"till_id\":\"T9\","
+                "\"kind\":\"sale\",\"occurred_at\":\"2026-11-24T10:00:00Z\",\"currency\":"
+                "\"EUR\"," TX_LINE TX_TAIL ",",
+                i);
+        snprintf(body + off, cap - off, "{\"transaction_id\":\"BRK-X\",}]}");
+        st = http_at(addr, "POST", "/v1/batches", KEY_S001, "application/json", body, strlen(body),
+                     &resp);
+        if (st != 400 || !strstr(resp, "invalid JSON"))
+            fail_msg("1,200 good items and a broken one: %ld %s", st, resp);
+        printf("ok: %-32s -> %ld %s\n", "1,200 good, one broken", st, resp);
+        free(resp);
+        free(body);
+    }
     /* none of them produced an event */
     before_p = consume_all("pos.transactions.v1");
     before_m = consume_all("stock.movements.v1");
@@ -1003,13 +1035,14 @@ static void test_batch_mixed_and_conflict(void **state)
         json_decref(r);
         free(other);
     }
+    /* movements first in the body: the answer still lists the transactions first */
     snprintf(
         body, sizeof(body),
-        "{\"transactions\":[%s," TX_HEAD "\"lines\":[]," TX_TAIL ","
+        "{\"movements\":[" MV_HEAD "\"kind\":\"damage\",\"lines\":[{\"sku\":"
+        "\"SKU-KNOWN\",\"quantity\":1}]}],\"transactions\":[%s," TX_HEAD "\"lines\":[]," TX_TAIL ","
         "{\"transaction_id\":\"B-OK\",\"store_code\":\"S001\",\"till_id\":\"T3\","
         "\"kind\":\"sale\",\"occurred_at\":\"2026-11-24T10:00:00Z\",\"currency\":\"EUR\"," TX_LINE
-            TX_TAIL "],\"movements\":[" MV_HEAD "\"kind\":\"damage\",\"lines\":[{\"sku\":"
-        "\"SKU-KNOWN\",\"quantity\":1}]}]}",
+            TX_TAIL "]}",
         SALE);
     assert_int_equal(post("/v1/batches", KEY_S001, body, &r), 200);
     res = json_object_get(r, "results");
@@ -1025,6 +1058,12 @@ static void test_batch_mixed_and_conflict(void **state)
                         "accepted");
     assert_string_equal(json_string_value(json_object_get(json_array_get(res, 3), "status")),
                         "accepted");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(res, 2), "id")), "B-OK");
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(res, 2), "index")), 2);
+    assert_string_equal(json_string_value(json_object_get(json_array_get(res, 3), "type")),
+                        "movement");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(res, 3), "id")), "BADM");
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(res, 3), "index")), 0);
     {
         Tillsync__V1__PosTransactionEvent *ev = pos_event(
             json_string_value(json_object_get(json_array_get(res, 2), "event_id")), "S001/T3");
