@@ -26,6 +26,7 @@
 #include "log.h"
 #include "pipeline.h"
 #include "posjson.h"
+#include "utf8.h"
 #include "tillsync/v1/pos.pb-c.h"
 #include "tillsync/v1/stock.pb-c.h"
 
@@ -379,6 +380,7 @@ static void flight_end(struct flight *fl, const struct http_request *req)
 static void flight_settle(struct flight *fl)
 {
     struct ingest *ing = fl->ing;
+    size_t run = 0;
 
     for (size_t k = 0; k < fl->nf; k++) {
         const struct pipeline_fact *f = &fl->facts[k];
@@ -432,8 +434,18 @@ static void flight_settle(struct flight *fl)
         }
         if (w->status == ST_ACCEPTED)
             raise_exceptions(ing, w);
-        metric_add(ing->items_total, 1, w->type, status_name(w->status));
+        /* the counter moves once per run of items of one type and status (a batch is mostly
+         * one run), not once per item */
+        if (run && (w->type != fl->ws[i - 1].type || w->status != fl->ws[i - 1].status)) {
+            metric_add(ing->items_total, (double)run, fl->ws[i - 1].type,
+                       status_name(fl->ws[i - 1].status));
+            run = 0;
+        }
+        run++;
     }
+    if (run)
+        metric_add(ing->items_total, (double)run, fl->ws[fl->n - 1].type,
+                   status_name(fl->ws[fl->n - 1].status));
 }
 
 /* ---- request handling --------------------------------------------------------------------- */
@@ -581,57 +593,174 @@ static void on_takings(const struct http_request *req, struct http_response *res
     handle_single(op, req, resp, "takings", posjson_takings);
 }
 
+/* ---- a batch's answer, written straight out ----------------------------------------------- */
+
+/* A 10,000-item answer built as jansson objects and dumped took, with settling, 130-270 ms of
+ * one worker; written out directly, 70-110 ms. The JSON is what item_result() and the fields
+ * below would give, in the same order. */
+struct out {
+    char *p;
+    size_t len, cap;
+};
+
+static void out_mem(struct out *o, const char *s, size_t n)
+{
+    if (o->cap - o->len < n + 1) {
+        while (o->cap - o->len < n + 1)
+            o->cap = o->cap ? o->cap * 2 : 4096;
+        o->p = realloc(o->p, o->cap);
+        if (!o->p)
+            abort(); /* OOM policy */
+    }
+    memcpy(o->p + o->len, s, n);
+    o->len += n;
+}
+
+static void out_lit(struct out *o, const char *s)
+{
+    out_mem(o, s, strlen(s));
+}
+
+/* s as a JSON string: quotes, the escapes JSON requires, a '?' for each byte that is not valid
+ * UTF-8 (a message cut short by its buffer can end inside a character). */
+static void out_str(struct out *o, const char *s)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    size_t run = 0, n = strlen(s);
+
+    out_mem(o, "\"", 1);
+    for (size_t i = 0; i < n;) {
+        unsigned char c = u[i];
+        size_t seq = c < 0x80 ? 1 : utf8_seq_len(u + i, n - i);
+        char esc[8];
+
+        if (seq && c >= 0x20 && c != '"' && c != '\\') {
+            i += seq;
+            run += seq;
+            continue;
+        }
+        out_mem(o, s + i - run, run);
+        run = 0;
+        if (!seq)
+            out_mem(o, "?", 1);
+        else if (c == '"' || c == '\\') {
+            esc[0] = '\\';
+            esc[1] = (char)c;
+            out_mem(o, esc, 2);
+        } else {
+            snprintf(esc, sizeof(esc), "\\u%04x", c);
+            out_mem(o, esc, 6);
+        }
+        i++;
+    }
+    out_mem(o, s + n - run, run);
+    out_mem(o, "\"", 1);
+}
+
+static void out_uint(struct out *o, size_t v)
+{
+    char b[24];
+
+    out_mem(o, b, (size_t)snprintf(b, sizeof(b), "%zu", v));
+}
+
+static void out_strs(struct out *o, const char *const *v, size_t n)
+{
+    out_mem(o, "[", 1);
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            out_mem(o, ",", 1);
+        out_str(o, v[i]);
+    }
+    out_mem(o, "]", 1);
+}
+
+/* One item of a batch's answer (see item_result() and the OpenAPI file's BatchItemResult). */
+static void out_item(struct out *o, const struct work *w)
+{
+    static const char *const groups[] = {"transactions", "movements"};
+
+    out_lit(o, "{\"status\":\"");
+    out_lit(o, status_name(w->status));
+    out_mem(o, "\"", 1);
+    if (w->status != ST_REJECTED) {
+        out_lit(o, ",\"event_id\":\"");
+        out_lit(o, w->item.event_id);
+        out_lit(o, "\",\"topic\":\"");
+        out_lit(o, topic_of(w));
+        out_mem(o, "\"", 1);
+    }
+    if (w->status == ST_ACCEPTED || w->status == ST_DUPLICATE) {
+        out_lit(o, ",\"unknown_skus\":");
+        out_strs(o, w->item.unknown_skus, w->item.n_unknown_skus);
+        out_lit(o, ",\"unmapped_codes\":");
+        out_strs(o, w->item.unmapped_codes, w->item.n_unmapped_codes);
+    }
+    out_lit(o, ",\"type\":\"");
+    out_lit(o, w->type);
+    out_lit(o, "\",\"index\":");
+    out_uint(o, w->index);
+    if (w->id) {
+        out_lit(o, ",\"id\":");
+        out_str(o, w->id);
+    }
+    if (w->status == ST_REJECTED) {
+        char field[256], msg[480];
+
+        snprintf(field, sizeof(field), "%s[%zu]%s%s", groups[w->group], w->index,
+                 w->err.field[0] ? "." : "", w->err.field);
+        snprintf(msg, sizeof(msg), "%s[%zu]%s%s", groups[w->group], w->index,
+                 w->err.field[0] ? "." : ": ", w->err.message);
+        out_lit(o, ",\"error\":{\"code\":");
+        out_str(o, w->err.code);
+        out_lit(o, ",\"message\":");
+        out_str(o, msg);
+        out_lit(o, ",\"field\":");
+        out_str(o, field);
+        out_mem(o, "}", 1);
+    } else if (w->status == ST_RETRY) {
+        out_lit(o, ",\"error\":{\"code\":");
+        out_str(o, w->retry_code);
+        out_lit(o, ",\"message\":");
+        out_str(o, w->retry_msg);
+        out_mem(o, "}", 1);
+    } else if (w->status == ST_CONFLICT)
+        out_lit(o, ",\"error\":{\"code\":\"conflict\",\"message\":\"the id was already used for "
+                   "different content\"}");
+    out_mem(o, "}", 1);
+}
+
 /* Continuation of a batch: settle, answer per item, free. */
 static void finish_batch(const struct http_request *req, struct http_response *resp, void *arg)
 {
-    static const char *const groups[] = {"transactions", "movements"};
+    static const char *const names[] = {"accepted", "duplicate", "rejected", "conflict", "retry"};
+    static const enum item_status order[] = {ST_ACCEPTED, ST_DUPLICATE, ST_REJECTED, ST_CONFLICT,
+                                             ST_RETRY};
     struct flight *fl = arg;
-    json_t *results = json_array();
+    struct out o = {0};
     size_t counts[6] = {0};
-    bool retry = false;
 
     (void)req;
     flight_settle(fl);
-    for (size_t k = 0; k < fl->n; k++) {
-        struct work *w = &fl->ws[k];
-        json_t *r = item_result(w);
-        char field[256];
-
-        json_object_set_new(r, "type", json_string(w->type));
-        json_object_set_new(r, "index", json_integer((json_int_t)w->index));
-        if (w->id)
-            json_object_set_new(r, "id", json_string(w->id));
-        if (w->status == ST_REJECTED) {
-            char msg[480];
-
-            snprintf(field, sizeof(field), "%s[%zu]%s%s", groups[w->group], w->index,
-                     w->err.field[0] ? "." : "", w->err.field);
-            snprintf(msg, sizeof(msg), "%s[%zu]%s%s", groups[w->group], w->index,
-                     w->err.field[0] ? "." : ": ", w->err.message);
-            json_object_set_new(
-                r, "error",
-                json_pack("{s:s, s:s, s:s}", "code", w->err.code, "message", msg, "field", field));
-        } else if (w->status == ST_RETRY) {
-            json_object_set_new(
-                r, "error",
-                json_pack("{s:s, s:s}", "code", w->retry_code, "message", w->retry_msg));
-            retry = true;
-        } else if (w->status == ST_CONFLICT) {
-            json_object_set_new(r, "error",
-                                json_pack("{s:s, s:s}", "code", "conflict", "message",
-                                          "the id was already used for different content"));
-        }
-        counts[w->status]++;
-        json_array_append_new(results, r);
+    for (size_t k = 0; k < fl->n; k++)
+        counts[fl->ws[k].status]++;
+    for (int i = 0; i < 5; i++) {
+        out_lit(&o, i ? ",\"" : "{\"");
+        out_lit(&o, names[i]);
+        out_lit(&o, "\":");
+        out_uint(&o, counts[order[i]]);
     }
-    if (retry)
+    out_lit(&o, ",\"results\":[");
+    for (size_t k = 0; k < fl->n; k++) {
+        if (k)
+            out_mem(&o, ",", 1);
+        out_item(&o, &fl->ws[k]);
+    }
+    out_lit(&o, "]}");
+    if (counts[ST_RETRY])
         http_response_header(resp, "Retry-After", "5");
-    http_response_json(
-        resp, retry ? 503 : 200,
-        json_pack("{s:I, s:I, s:I, s:I, s:I, s:o}", "accepted", (json_int_t)counts[ST_ACCEPTED],
-                  "duplicate", (json_int_t)counts[ST_DUPLICATE], "rejected",
-                  (json_int_t)counts[ST_REJECTED], "conflict", (json_int_t)counts[ST_CONFLICT],
-                  "retry", (json_int_t)counts[ST_RETRY], "results", results));
+    http_response_body(resp, counts[ST_RETRY] ? 503 : 200, "application/json", o.p, o.len);
+    free(o.p);
     flight_free(fl);
 }
 

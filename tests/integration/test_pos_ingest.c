@@ -1019,13 +1019,37 @@ static void test_bad_requests(void **state)
     recs_free(&before_m);
 }
 
+/* pos_ingest_items_total{type, status} as /metrics shows it now (0 before the first). */
+static long items_metric(const char *type, const char *status)
+{
+    char *body, want[160];
+    const char *at;
+    long v = 0;
+
+    assert_int_equal(http_at(addr, "GET", "/metrics", NULL, NULL, NULL, 0, &body), 200);
+    snprintf(want, sizeof(want), "pos_ingest_items_total{type=\"%s\",status=\"%s\"} ", type,
+             status);
+    at = strstr(body, want);
+    if (at)
+        v = strtol(at + strlen(want), NULL, 10);
+    free(body);
+    return v;
+}
+
 /* A conflicting re-use of an id and a batch where bad items do not sink good ones. */
 static void test_batch_mixed_and_conflict(void **state)
 {
+    static const char *const counted[][2] = {{"transaction", "duplicate"},
+                                             {"transaction", "rejected"},
+                                             {"transaction", "accepted"},
+                                             {"movement", "accepted"}};
+    long before[4];
     json_t *r, *res;
     char body[4096];
 
     (void)state;
+    for (int i = 0; i < 4; i++)
+        before[i] = items_metric(counted[i][0], counted[i][1]);
     /* SALE-1 again with another total: 409 */
     {
         char *other = strdup(SALE), *p = strstr(other, "\"cashier_id\":\"C7\"");
@@ -1064,6 +1088,8 @@ static void test_batch_mixed_and_conflict(void **state)
                         "movement");
     assert_string_equal(json_string_value(json_object_get(json_array_get(res, 3), "id")), "BADM");
     assert_int_equal(json_integer_value(json_object_get(json_array_get(res, 3), "index")), 0);
+    for (int i = 0; i < 4; i++) /* one of each (the 409 above counts as a conflict) */
+        assert_int_equal(items_metric(counted[i][0], counted[i][1]) - before[i], 1);
     {
         Tillsync__V1__PosTransactionEvent *ev = pos_event(
             json_string_value(json_object_get(json_array_get(res, 2), "event_id")), "S001/T3");
@@ -1071,6 +1097,22 @@ static void test_batch_mixed_and_conflict(void **state)
         assert_true(ev->transaction->uploaded_late);
         tillsync__v1__pos_transaction_event__free_unpacked(ev, NULL);
     }
+    json_decref(r);
+    /* the answer is written out by hand: ids and messages with quotes, backslashes, control
+     * characters and non-ASCII text come back as the same strings */
+    assert_int_equal(
+        post("/v1/batches", KEY_S001,
+             "{\"transactions\":[{\"transaction_id\":\"Q\\\"\\\\\\u0001\\n\u00e9\u20ac/\","
+             "\"store_code\":\"\\t\u00e9\"}]}",
+             &r),
+        200);
+    res = json_array_get(json_object_get(r, "results"), 0);
+    assert_string_equal(json_string_value(json_object_get(res, "id")), "Q\"\\\001\n\u00e9\u20ac/");
+    assert_string_equal(json_string_value(json_object_get(res, "status")), "rejected");
+    assert_non_null(
+        strstr(json_string_value(json_object_get(json_object_get(res, "error"), "message")),
+               "transactions[0]"));
+    assert_int_equal(json_integer_value(json_object_get(r, "rejected")), 1);
     json_decref(r);
 }
 
