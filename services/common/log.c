@@ -13,7 +13,7 @@
 #include <strings.h>
 
 #include "clock.h"
-#include "utf8.h"
+#include "textbuf.h"
 
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
 static FILE *log_out;                     /* NULL = stdout */
@@ -21,102 +21,6 @@ static char log_service[64];              /* guarded by log_lock */
 static atomic_int log_min = LOG_LVL_INFO; /* read without the lock */
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
-
-/* growable line buffer; failed = an allocation failed and the line is to be dropped */
-struct linebuf {
-    char *p;
-    size_t len, cap;
-    bool failed;
-};
-
-static void lb_reserve(struct linebuf *b, size_t more)
-{
-    if (b->failed || b->len + more < b->cap)
-        return;
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap <= b->len + more)
-        cap *= 2;
-    char *p = realloc(b->p, cap);
-    if (!p) {
-        b->failed = true;
-        return;
-    }
-    b->p = p;
-    b->cap = cap;
-}
-
-static void lb_add(struct linebuf *b, const char *s, size_t n)
-{
-    lb_reserve(b, n);
-    if (b->failed)
-        return;
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-}
-
-static void lb_adds(struct linebuf *b, const char *s)
-{
-    lb_add(b, s, strlen(s));
-}
-
-/* Appends s as a quoted JSON string. */
-static void lb_add_json(struct linebuf *b, const char *s)
-{
-    const unsigned char *u = (const unsigned char *)s;
-    size_t len = strlen(s);
-
-    lb_add(b, "\"", 1);
-    for (size_t i = 0; i < len;) {
-        unsigned char c = u[i];
-        size_t run = i;
-        /* copy runs of plain characters in one go */
-        while (run < len && u[run] >= 0x20 && u[run] < 0x80 && u[run] != '"' && u[run] != '\\')
-            run++;
-        if (run > i) {
-            lb_add(b, s + i, run - i);
-            i = run;
-            continue;
-        }
-        if (c == '"' || c == '\\') {
-            char esc[2] = {'\\', (char)c};
-            lb_add(b, esc, 2);
-            i++;
-        } else if (c < 0x20) {
-            char esc[8];
-            switch (c) {
-            case '\n':
-                lb_add(b, "\\n", 2);
-                break;
-            case '\r':
-                lb_add(b, "\\r", 2);
-                break;
-            case '\t':
-                lb_add(b, "\\t", 2);
-                break;
-            case '\b':
-                lb_add(b, "\\b", 2);
-                break;
-            case '\f':
-                lb_add(b, "\\f", 2);
-                break;
-            default:
-                snprintf(esc, sizeof(esc), "\\u%04x", c);
-                lb_add(b, esc, 6);
-            }
-            i++;
-        } else {
-            size_t n = utf8_seq_len(u + i, len - i);
-            if (n) {
-                lb_add(b, s + i, n);
-                i += n;
-            } else {
-                lb_add(b, "\\ufffd", 6);
-                i++;
-            }
-        }
-    }
-    lb_add(b, "\"", 1);
-}
 
 int log_init(const char *service, const char *level_name)
 {
@@ -152,27 +56,27 @@ int log_enabled(enum log_level lvl)
 }
 
 /* Builds the line header up to and including the msg member. */
-static void line_start(struct linebuf *b, enum log_level lvl, const char *msg, const char *service)
+static void line_start(struct textbuf *b, enum log_level lvl, const char *msg, const char *service)
 {
     char ts[32];
 
     if (clock_format_rfc3339(clock_now_ms(), ts, sizeof(ts)) != 0)
         snprintf(ts, sizeof(ts), "1970-01-01T00:00:00.000Z");
-    lb_adds(b, "{\"ts\":\"");
-    lb_adds(b, ts);
-    lb_adds(b, "\",\"level\":\"");
-    lb_adds(b, level_names[lvl]);
-    lb_adds(b, "\",\"service\":");
-    lb_add_json(b, service);
-    lb_adds(b, ",\"msg\":");
-    lb_add_json(b, msg ? msg : "");
+    textbuf_adds(b, "{\"ts\":\"");
+    textbuf_adds(b, ts);
+    textbuf_adds(b, "\",\"level\":\"");
+    textbuf_adds(b, level_names[lvl]);
+    textbuf_adds(b, "\",\"service\":");
+    textbuf_add_json(b, service);
+    textbuf_adds(b, ",\"msg\":");
+    textbuf_add_json(b, msg ? msg : "");
 }
 
 /* Terminates and writes the line, then frees the buffer. The service name is read under
  * the same lock as the write. */
-static void line_emit(struct linebuf *b)
+static void line_emit(struct textbuf *b)
 {
-    lb_add(b, "}\n", 2);
+    textbuf_add(b, "}\n", 2);
     if (!b->failed) {
         FILE *out = log_out ? log_out : stdout;
         fwrite(b->p, 1, b->len, out);
@@ -183,7 +87,7 @@ static void line_emit(struct linebuf *b)
 
 void log_kv(enum log_level lvl, const char *msg, ...)
 {
-    struct linebuf b = {0};
+    struct textbuf b = {0};
     char service[sizeof(log_service)];
     va_list ap;
 
@@ -200,13 +104,13 @@ void log_kv(enum log_level lvl, const char *msg, ...)
         if (!key)
             break;
         const char *val = va_arg(ap, const char *);
-        lb_add(&b, ",", 1);
-        lb_add_json(&b, key);
-        lb_add(&b, ":", 1);
+        textbuf_add(&b, ",", 1);
+        textbuf_add_json(&b, key);
+        textbuf_add(&b, ":", 1);
         if (val)
-            lb_add_json(&b, val);
+            textbuf_add_json(&b, val);
         else
-            lb_adds(&b, "null");
+            textbuf_adds(&b, "null");
     }
     va_end(ap);
 

@@ -26,7 +26,7 @@
 #include "log.h"
 #include "pipeline.h"
 #include "posjson.h"
-#include "utf8.h"
+#include "textbuf.h"
 #include "tillsync/v1/pos.pb-c.h"
 #include "tillsync/v1/stock.pb-c.h"
 
@@ -596,113 +596,55 @@ static void on_takings(const struct http_request *req, struct http_response *res
 /* ---- a batch's answer, written straight out ----------------------------------------------- */
 
 /* A 10,000-item answer built as jansson objects and dumped took, with settling, 130-270 ms of
- * one worker; written out directly, 70-110 ms. The JSON is what item_result() and the fields
- * below would give, in the same order. */
-struct out {
-    char *p;
-    size_t len, cap;
-};
+ * one worker; written out directly (textbuf), 70-110 ms. The JSON is what item_result() and the
+ * fields below would give, in the same order. */
 
-static void out_mem(struct out *o, const char *s, size_t n)
-{
-    if (o->cap - o->len < n + 1) {
-        while (o->cap - o->len < n + 1)
-            o->cap = o->cap ? o->cap * 2 : 4096;
-        o->p = realloc(o->p, o->cap);
-        if (!o->p)
-            abort(); /* OOM policy */
-    }
-    memcpy(o->p + o->len, s, n);
-    o->len += n;
-}
-
-static void out_lit(struct out *o, const char *s)
-{
-    out_mem(o, s, strlen(s));
-}
-
-/* s as a JSON string: quotes, the escapes JSON requires, a '?' for each byte that is not valid
- * UTF-8 (a message cut short by its buffer can end inside a character). */
-static void out_str(struct out *o, const char *s)
-{
-    const unsigned char *u = (const unsigned char *)s;
-    size_t run = 0, n = strlen(s);
-
-    out_mem(o, "\"", 1);
-    for (size_t i = 0; i < n;) {
-        unsigned char c = u[i];
-        size_t seq = c < 0x80 ? 1 : utf8_seq_len(u + i, n - i);
-        char esc[8];
-
-        if (seq && c >= 0x20 && c != '"' && c != '\\') {
-            i += seq;
-            run += seq;
-            continue;
-        }
-        out_mem(o, s + i - run, run);
-        run = 0;
-        if (!seq)
-            out_mem(o, "?", 1);
-        else if (c == '"' || c == '\\') {
-            esc[0] = '\\';
-            esc[1] = (char)c;
-            out_mem(o, esc, 2);
-        } else {
-            snprintf(esc, sizeof(esc), "\\u%04x", c);
-            out_mem(o, esc, 6);
-        }
-        i++;
-    }
-    out_mem(o, s + n - run, run);
-    out_mem(o, "\"", 1);
-}
-
-static void out_uint(struct out *o, size_t v)
+static void out_uint(struct textbuf *o, size_t v)
 {
     char b[24];
 
-    out_mem(o, b, (size_t)snprintf(b, sizeof(b), "%zu", v));
+    textbuf_add(o, b, (size_t)snprintf(b, sizeof(b), "%zu", v));
 }
 
-static void out_strs(struct out *o, const char *const *v, size_t n)
+static void out_strs(struct textbuf *o, const char *const *v, size_t n)
 {
-    out_mem(o, "[", 1);
+    textbuf_add(o, "[", 1);
     for (size_t i = 0; i < n; i++) {
         if (i)
-            out_mem(o, ",", 1);
-        out_str(o, v[i]);
+            textbuf_add(o, ",", 1);
+        textbuf_add_json(o, v[i]);
     }
-    out_mem(o, "]", 1);
+    textbuf_add(o, "]", 1);
 }
 
 /* One item of a batch's answer (see item_result() and the OpenAPI file's BatchItemResult). */
-static void out_item(struct out *o, const struct work *w)
+static void out_item(struct textbuf *o, const struct work *w)
 {
     static const char *const groups[] = {"transactions", "movements"};
 
-    out_lit(o, "{\"status\":\"");
-    out_lit(o, status_name(w->status));
-    out_mem(o, "\"", 1);
+    textbuf_adds(o, "{\"status\":\"");
+    textbuf_adds(o, status_name(w->status));
+    textbuf_add(o, "\"", 1);
     if (w->status != ST_REJECTED) {
-        out_lit(o, ",\"event_id\":\"");
-        out_lit(o, w->item.event_id);
-        out_lit(o, "\",\"topic\":\"");
-        out_lit(o, topic_of(w));
-        out_mem(o, "\"", 1);
+        textbuf_adds(o, ",\"event_id\":\"");
+        textbuf_adds(o, w->item.event_id);
+        textbuf_adds(o, "\",\"topic\":\"");
+        textbuf_adds(o, topic_of(w));
+        textbuf_add(o, "\"", 1);
     }
     if (w->status == ST_ACCEPTED || w->status == ST_DUPLICATE) {
-        out_lit(o, ",\"unknown_skus\":");
+        textbuf_adds(o, ",\"unknown_skus\":");
         out_strs(o, w->item.unknown_skus, w->item.n_unknown_skus);
-        out_lit(o, ",\"unmapped_codes\":");
+        textbuf_adds(o, ",\"unmapped_codes\":");
         out_strs(o, w->item.unmapped_codes, w->item.n_unmapped_codes);
     }
-    out_lit(o, ",\"type\":\"");
-    out_lit(o, w->type);
-    out_lit(o, "\",\"index\":");
+    textbuf_adds(o, ",\"type\":\"");
+    textbuf_adds(o, w->type);
+    textbuf_adds(o, "\",\"index\":");
     out_uint(o, w->index);
     if (w->id) {
-        out_lit(o, ",\"id\":");
-        out_str(o, w->id);
+        textbuf_adds(o, ",\"id\":");
+        textbuf_add_json(o, w->id);
     }
     if (w->status == ST_REJECTED) {
         char field[256], msg[480];
@@ -711,23 +653,24 @@ static void out_item(struct out *o, const struct work *w)
                  w->err.field[0] ? "." : "", w->err.field);
         snprintf(msg, sizeof(msg), "%s[%zu]%s%s", groups[w->group], w->index,
                  w->err.field[0] ? "." : ": ", w->err.message);
-        out_lit(o, ",\"error\":{\"code\":");
-        out_str(o, w->err.code);
-        out_lit(o, ",\"message\":");
-        out_str(o, msg);
-        out_lit(o, ",\"field\":");
-        out_str(o, field);
-        out_mem(o, "}", 1);
+        textbuf_adds(o, ",\"error\":{\"code\":");
+        textbuf_add_json(o, w->err.code);
+        textbuf_adds(o, ",\"message\":");
+        textbuf_add_json(o, msg);
+        textbuf_adds(o, ",\"field\":");
+        textbuf_add_json(o, field);
+        textbuf_add(o, "}", 1);
     } else if (w->status == ST_RETRY) {
-        out_lit(o, ",\"error\":{\"code\":");
-        out_str(o, w->retry_code);
-        out_lit(o, ",\"message\":");
-        out_str(o, w->retry_msg);
-        out_mem(o, "}", 1);
+        textbuf_adds(o, ",\"error\":{\"code\":");
+        textbuf_add_json(o, w->retry_code);
+        textbuf_adds(o, ",\"message\":");
+        textbuf_add_json(o, w->retry_msg);
+        textbuf_add(o, "}", 1);
     } else if (w->status == ST_CONFLICT)
-        out_lit(o, ",\"error\":{\"code\":\"conflict\",\"message\":\"the id was already used for "
-                   "different content\"}");
-    out_mem(o, "}", 1);
+        textbuf_adds(o,
+                     ",\"error\":{\"code\":\"conflict\",\"message\":\"the id was already used for "
+                     "different content\"}");
+    textbuf_add(o, "}", 1);
 }
 
 /* Continuation of a batch: settle, answer per item, free. */
@@ -737,7 +680,7 @@ static void finish_batch(const struct http_request *req, struct http_response *r
     static const enum item_status order[] = {ST_ACCEPTED, ST_DUPLICATE, ST_REJECTED, ST_CONFLICT,
                                              ST_RETRY};
     struct flight *fl = arg;
-    struct out o = {0};
+    struct textbuf o = {0};
     size_t counts[6] = {0};
 
     (void)req;
@@ -745,18 +688,20 @@ static void finish_batch(const struct http_request *req, struct http_response *r
     for (size_t k = 0; k < fl->n; k++)
         counts[fl->ws[k].status]++;
     for (int i = 0; i < 5; i++) {
-        out_lit(&o, i ? ",\"" : "{\"");
-        out_lit(&o, names[i]);
-        out_lit(&o, "\":");
+        textbuf_adds(&o, i ? ",\"" : "{\"");
+        textbuf_adds(&o, names[i]);
+        textbuf_adds(&o, "\":");
         out_uint(&o, counts[order[i]]);
     }
-    out_lit(&o, ",\"results\":[");
+    textbuf_adds(&o, ",\"results\":[");
     for (size_t k = 0; k < fl->n; k++) {
         if (k)
-            out_mem(&o, ",", 1);
+            textbuf_add(&o, ",", 1);
         out_item(&o, &fl->ws[k]);
     }
-    out_lit(&o, "]}");
+    textbuf_adds(&o, "]}");
+    if (o.failed)
+        abort(); /* OOM policy */
     if (counts[ST_RETRY])
         http_response_header(resp, "Retry-After", "5");
     http_response_body(resp, counts[ST_RETRY] ? 503 : 200, "application/json", o.p, o.len);
