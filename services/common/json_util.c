@@ -2,8 +2,13 @@
 #include "json_util.h"
 
 #include <errno.h>
+#include <math.h>
+#include <openssl/evp.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "hmac.h"
 
 json_t *json_parse_object(const char *body, size_t len, char *err, size_t errlen)
 {
@@ -231,4 +236,284 @@ int money_format(int64_t minor_units, const char *currency, char *out, size_t ou
         return -ENOSPC;
     }
     return 0;
+}
+
+/* ---- the fingerprint: jansson's compact, key-sorted dump, hashed as it is written ---------- */
+
+struct canon {
+    EVP_MD_CTX *md;
+    size_t n;
+    bool failed;
+    unsigned char buf[4096];
+};
+
+static void canon_flush(struct canon *c)
+{
+    if (c->n && !EVP_DigestUpdate(c->md, c->buf, c->n))
+        c->failed = true;
+    c->n = 0;
+}
+
+static void canon_put(struct canon *c, const void *p, size_t n)
+{
+    if (n > sizeof(c->buf) - c->n) {
+        canon_flush(c);
+        if (n > sizeof(c->buf)) {
+            if (!EVP_DigestUpdate(c->md, p, n))
+                c->failed = true;
+            return;
+        }
+    }
+    memcpy(c->buf + c->n, p, n);
+    c->n += n;
+}
+
+/* Length of the UTF-8 sequence starting at s[0..left), or 0 when it is not one (jansson's
+ * utf8_iterate: no overlong forms, no surrogates, nothing above U+10FFFF). */
+static size_t utf8_len(const unsigned char *s, size_t left)
+{
+    size_t n;
+    uint32_t cp;
+
+    if (s[0] < 0x80)
+        return 1;
+    if (s[0] >= 0xC2 && s[0] <= 0xDF) {
+        n = 2;
+        cp = s[0] & 0x1F;
+    } else if (s[0] >= 0xE0 && s[0] <= 0xEF) {
+        n = 3;
+        cp = s[0] & 0x0F;
+    } else if (s[0] >= 0xF0 && s[0] <= 0xF4) {
+        n = 4;
+        cp = s[0] & 0x07;
+    } else {
+        return 0;
+    }
+    if (n > left)
+        return 0;
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (s[i] & 0x3F);
+    }
+    if (cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF) || (n == 3 && cp < 0x800) ||
+        (n == 4 && cp < 0x10000))
+        return 0;
+    return n;
+}
+
+/* A string as jansson dumps it without JSON_ENSURE_ASCII / JSON_ESCAPE_SLASH: '"', '\' and
+ * control characters escaped (\b \f \n \r \t, else \u00XX in capitals), the rest as is. */
+static void canon_string(struct canon *c, const char *str, size_t len)
+{
+    static const char hexd[] = "0123456789ABCDEF";
+    const unsigned char *s = (const unsigned char *)str;
+    size_t run = 0;
+
+    canon_put(c, "\"", 1);
+    for (size_t i = 0; i < len;) {
+        unsigned char ch = s[i];
+        char esc[6];
+        size_t elen = 2;
+
+        if (ch >= 0x80) {
+            size_t n = utf8_len(s + i, len - i);
+
+            if (!n) {
+                c->failed = true;
+                return;
+            }
+            i += n;
+            run += n;
+            continue;
+        }
+        if (ch >= 0x20 && ch != '"' && ch != '\\') {
+            i++;
+            run++;
+            continue;
+        }
+        canon_put(c, s + i - run, run);
+        run = 0;
+        esc[0] = '\\';
+        switch (ch) {
+        case '"': esc[1] = '"'; break;
+        case '\\': esc[1] = '\\'; break;
+        case '\b': esc[1] = 'b'; break;
+        case '\f': esc[1] = 'f'; break;
+        case '\n': esc[1] = 'n'; break;
+        case '\r': esc[1] = 'r'; break;
+        case '\t': esc[1] = 't'; break;
+        default:
+            memcpy(esc + 1, "u00", 3);
+            esc[4] = hexd[ch >> 4];
+            esc[5] = hexd[ch & 15];
+            elen = 6;
+        }
+        canon_put(c, esc, elen);
+        i++;
+    }
+    canon_put(c, s + len - run, run);
+    canon_put(c, "\"", 1);
+}
+
+/* A real as jansson's jsonp_dtostr writes it: %.17g, ".0" added when there is neither '.'
+ * nor 'e', and the exponent without '+' or leading zeros. */
+static void canon_real(struct canon *c, double d)
+{
+    char b[64], *e;
+    int n = snprintf(b, sizeof(b) - 3, "%.17g", d);
+
+    if (n < 0 || (size_t)n >= sizeof(b) - 3 || !isfinite(d)) {
+        c->failed = true;
+        return;
+    }
+    if (!strchr(b, '.') && !strchr(b, 'e')) {
+        memcpy(b + n, ".0", 3);
+        n += 2;
+    }
+    e = strchr(b, 'e');
+    if (e) {
+        char *from = e + 1, *to = e + 1;
+
+        if (*from == '-')
+            from = to = e + 2;
+        else if (*from == '+')
+            from++;
+        while (*from == '0' && from[1])
+            from++;
+        memmove(to, from, strlen(from) + 1);
+        n = (int)strlen(b);
+    }
+    canon_put(c, b, (size_t)n);
+}
+
+static void canon_int(struct canon *c, json_int_t v)
+{
+    char b[24];
+    size_t i = sizeof(b);
+    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+
+    do {
+        b[--i] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        b[--i] = '-';
+    canon_put(c, b + i, sizeof(b) - i);
+}
+
+struct canon_member {
+    const char *key;
+    size_t len;
+    json_t *value;
+};
+
+static int member_cmp(const void *a, const void *b)
+{
+    const struct canon_member *x = a, *y = b;
+    int r = memcmp(x->key, y->key, x->len < y->len ? x->len : y->len);
+
+    return r ? r : (x->len > y->len) - (x->len < y->len);
+}
+
+static void canon_value(struct canon *c, const json_t *v);
+
+static void canon_object(struct canon *c, const json_t *v)
+{
+    struct canon_member small[32], *m = small;
+    size_t n = json_object_size(v), k = 0;
+    void *it;
+
+    if (n > sizeof(small) / sizeof(small[0])) {
+        m = malloc(n * sizeof(*m));
+        if (!m)
+            abort(); /* OOM policy: abort (STYLE.md) */
+    }
+    for (it = json_object_iter((json_t *)v); it && k < n;
+         it = json_object_iter_next((json_t *)v, it), k++) {
+        m[k].key = json_object_iter_key(it);
+        m[k].len = json_object_iter_key_len(it);
+        m[k].value = json_object_iter_value(it);
+    }
+    if (k <= 8) { /* the common case: a few members, insertion sort */
+        for (size_t i = 1; i < k; i++)
+            for (size_t j = i; j > 0 && member_cmp(&m[j - 1], &m[j]) > 0; j--) {
+                struct canon_member t = m[j];
+
+                m[j] = m[j - 1];
+                m[j - 1] = t;
+            }
+    } else {
+        qsort(m, k, sizeof(*m), member_cmp);
+    }
+    canon_put(c, "{", 1);
+    for (size_t i = 0; i < k && !c->failed; i++) {
+        if (i)
+            canon_put(c, ",", 1);
+        canon_string(c, m[i].key, m[i].len);
+        canon_put(c, ":", 1);
+        canon_value(c, m[i].value);
+    }
+    canon_put(c, "}", 1);
+    if (m != small)
+        free(m);
+}
+
+static void canon_value(struct canon *c, const json_t *v)
+{
+    if (c->failed)
+        return;
+    switch (json_typeof(v)) {
+    case JSON_OBJECT:
+        canon_object(c, v);
+        break;
+    case JSON_ARRAY:
+        canon_put(c, "[", 1);
+        for (size_t i = 0; i < json_array_size(v) && !c->failed; i++) {
+            if (i)
+                canon_put(c, ",", 1);
+            canon_value(c, json_array_get(v, i));
+        }
+        canon_put(c, "]", 1);
+        break;
+    case JSON_STRING:
+        canon_string(c, json_string_value(v), json_string_length(v));
+        break;
+    case JSON_INTEGER:
+        canon_int(c, json_integer_value(v));
+        break;
+    case JSON_REAL:
+        canon_real(c, json_real_value(v));
+        break;
+    case JSON_TRUE:
+        canon_put(c, "true", 4);
+        break;
+    case JSON_FALSE:
+        canon_put(c, "false", 5);
+        break;
+    case JSON_NULL:
+        canon_put(c, "null", 4);
+        break;
+    }
+}
+
+int json_sha256_hex(const json_t *v, char out[65])
+{
+    struct canon c = {.md = EVP_MD_CTX_new()};
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    int rc = -EIO;
+
+    if (!c.md)
+        return -EIO;
+    if (v && EVP_DigestInit_ex(c.md, EVP_sha256(), NULL)) {
+        canon_value(&c, v);
+        canon_flush(&c);
+        if (!c.failed && EVP_DigestFinal_ex(c.md, md, &mdlen) && mdlen == 32) {
+            hex_encode(md, 32, out);
+            rc = 0;
+        }
+    }
+    EVP_MD_CTX_free(c.md);
+    return rc;
 }

@@ -21,6 +21,13 @@
  * top level". */
 json_t *json_parse_object(const char *body, size_t len, char *err, size_t errlen);
 
+/* Lowercase hex SHA-256 of exactly the bytes json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS)
+ * would give, computed as the text is written, without building it (a request's fingerprint:
+ * the same content in any key order or spacing gives the same hash, and the hashes stay
+ * those of the json_dumps text, so fingerprints already stored still match).
+ * Returns 0, or -EIO if v cannot be dumped (a string that is not UTF-8) or OpenSSL fails. */
+int json_sha256_hex(const json_t *v, char out[65]);
+
 /* String field. */
 int json_get_string(const json_t *obj, const char *key, bool required, const char **out, char *err,
                     size_t errlen);

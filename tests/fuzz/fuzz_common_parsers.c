@@ -2,7 +2,8 @@
  * Fuzz target over the shared parsers every handler relies on: strict JSON objects and the
  * typed field getters, money amounts, RFC 3339 times, base64 and webhook signatures. The first
  * input byte picks the parser; the rest is its input. Properties checked besides "no crash":
- * a parsed time formats and parses back to itself; a parsed amount formats and parses back.
+ * a parsed time formats and parses back to itself; a parsed amount formats and parses back;
+ * a parsed object's fingerprint (json_sha256_hex) is the SHA-256 of its json_dumps text.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -11,6 +12,17 @@
 #include "clock.h"
 #include "hmac.h"
 #include "json_util.h"
+
+static void check_fingerprint(const json_t *o)
+{
+    char *text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+    char want[65], got[65];
+
+    if (!text || sha256_hex(text, strlen(text), want) != 0 || json_sha256_hex(o, got) != 0 ||
+        strcmp(want, got) != 0)
+        abort();
+    free(text);
+}
 
 static void fuzz_json(const char *s, size_t n)
 {
@@ -22,6 +34,7 @@ static void fuzz_json(const char *s, size_t n)
 
     if (!o)
         return;
+    check_fingerprint(o);
     json_get_string(o, "sku", false, &str, err, sizeof(err));
     json_get_int(o, "quantity", false, -1000000, 1000000, &i, err, sizeof(err));
     json_get_bool(o, "restock", false, &b, err, sizeof(err));

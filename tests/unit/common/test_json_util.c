@@ -7,8 +7,12 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "hmac.h"
 #include "json_util.h"
 
 static json_t *parse(const char *s, char *err, size_t errlen)
@@ -275,6 +279,82 @@ static void test_get_money(void **state)
     json_decref(o);
 }
 
+/* json_sha256_hex hashes exactly the text json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS) gives:
+ * fingerprints stored before it existed must still match. */
+static void expect_same_hash(const json_t *v)
+{
+    char *text = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+    char want[65], got[65];
+
+    assert_non_null(text);
+    assert_int_equal(sha256_hex(text, strlen(text), want), 0);
+    assert_int_equal(json_sha256_hex(v, got), 0);
+    if (strcmp(want, got) != 0)
+        fail_msg("fingerprint differs from json_dumps for %s", text);
+    free(text);
+}
+
+static void test_sha256_matches_dumps(void **state)
+{
+    (void)state;
+    static const char *const texts[] = {
+        "{}",
+        "{\"b\":1,\"a\":2,\"ab\":3,\"B\":4,\"\":5,\"a\\u00e9\":6,\"\\u20ac\":7,\"a\\u0001\":8}",
+        "{\"s\":\"quote \\\" backslash \\\\ slash / \\b\\f\\n\\r\\t \\u0001\\u001f\\u007f\"}",
+        "{\"u\":\"\\u00e9 \\u20ac \\ud83d\\ude00 \\uffff\",\"k\":[]}",
+        "{\"n\":[0,-1,1,9223372036854775807,-9223372036854775808,123456789]}",
+        "{\"r\":[0.0,-0.0,1.0,0.1,1.5e-7,1e300,-1e-300,2.5e17,1e16,123456.789,5e-324,"
+        "1.7976931348623157e308,3.0e5,1e-5,0.0001]}",
+        "{\"t\":[true,false,null,{},[],[[[{\"z\":{\"y\":[1,{\"x\":null}]}}]]]]}",
+        "{\"lines\":[{\"sku\":\"SKU-1\",\"quantity\":2,\"unit_price\":\"5.00\",\"tax_lines\":"
+        "[{\"rate\":\"0.2\",\"amount\":\"1.00\"}]}],\"tenders\":[{\"type\":\"cash\"}]}",
+    };
+    for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+        char err[200];
+        json_t *o = json_parse_object(texts[i], strlen(texts[i]), err, sizeof(err));
+
+        if (!o)
+            fail_msg("%s: %s", texts[i], err);
+        expect_same_hash(o);
+        json_decref(o);
+    }
+    /* many members (sorted with qsort, not the small insertion sort) */
+    json_t *big = json_object();
+    char key[16];
+    for (int i = 0; i < 300; i++) {
+        snprintf(key, sizeof(key), "k%d", (i * 7919) % 1000);
+        json_object_set_new(big, key, json_integer(i));
+    }
+    expect_same_hash(big);
+    json_decref(big);
+    /* reals of every magnitude, from random bit patterns */
+    uint64_t x = 88172645463325252ull;
+    json_t *reals = json_array();
+    for (int i = 0; i < 20000; i++) {
+        double d;
+
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        memcpy(&d, &x, sizeof(d));
+        if (isfinite(d))
+            json_array_append_new(reals, json_real(d));
+        json_array_append_new(reals, json_real((double)(int64_t)(x >> 20) / 1000.0));
+    }
+    expect_same_hash(reals);
+    json_decref(reals);
+    /* a long string crosses the 4 KB writing buffer */
+    char *longs = malloc(20001);
+    for (int i = 0; i < 20000; i++)
+        longs[i] = "ab\"\\\ncd\xc3\xa9"[i % 9];
+    longs[20000] = '\0';
+    json_t *ls = json_pack("{s:s, s:[s]}", "long", longs, "x", longs);
+    assert_non_null(ls);
+    expect_same_hash(ls);
+    json_decref(ls);
+    free(longs);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -283,6 +363,7 @@ int main(void)
         cmocka_unit_test(test_get_bool),     cmocka_unit_test(test_money_exponent),
         cmocka_unit_test(test_money_parse),  cmocka_unit_test(test_money_parse_errors),
         cmocka_unit_test(test_money_format), cmocka_unit_test(test_get_money),
+        cmocka_unit_test(test_sha256_matches_dumps),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
