@@ -13,6 +13,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -180,14 +181,20 @@ static int publish_one(struct ingest *ing, struct work *w, char *err, size_t err
 }
 
 /* Raise one exception unless the same key was raised within the last hour. */
+/* The summary is formatted only when the exception is raised, not for every repeat. */
 static void raise_once(struct ingest *ing, Tillsync__V1__ExceptionType type, const char *key,
-                       const char *summary, const struct work *w, const char *const *details)
+                       const struct work *w, const char *const *details, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+
+static void raise_once(struct ingest *ing, Tillsync__V1__ExceptionType type, const char *key,
+                       const struct work *w, const char *const *details, const char *fmt, ...)
 {
     Tillsync__V1__BusinessRefs refs = TILLSYNC__V1__BUSINESS_REFS__INIT;
     struct exception_raise x = {0};
     int64_t now = clock_mono_ms();
     json_t *last;
-    char err[256];
+    char err[256], summary[400];
+    va_list ap;
 
     pthread_mutex_lock(&ing->raised_lock);
     last = json_object_get(ing->raised, key);
@@ -197,6 +204,9 @@ static void raise_once(struct ingest *ing, Tillsync__V1__ExceptionType type, con
     }
     json_object_set_new(ing->raised, key, json_integer(now));
     pthread_mutex_unlock(&ing->raised_lock);
+    va_start(ap, fmt);
+    vsnprintf(summary, sizeof(summary), fmt, ap);
+    va_end(ap);
     if (w->item.kind == POS_ITEM_TRANSACTION) {
         refs.pos_transaction_id = w->item.transaction->transaction_id;
         refs.store_code = w->item.transaction->store_code;
@@ -225,26 +235,23 @@ static void raise_exceptions(struct ingest *ing, const struct work *w)
 {
     const char *where =
         w->item.kind == POS_ITEM_MOVEMENT ? w->item.movement->location_id : w->item.source_name;
-    char key[400], summary[400];
+    char key[400];
 
     for (size_t i = 0; i < w->item.n_unknown_skus; i++) {
         const char *sku = w->item.unknown_skus[i];
         const char *details[] = {"sku", sku, "source", where, NULL};
 
         snprintf(key, sizeof(key), "sku_unknown/%s/%s", ing->svc->tenant_id, sku);
-        snprintf(summary, sizeof(summary), "SKU %s sold or moved at %s is not in the catalogue",
-                 sku, where);
-        raise_once(ing, TILLSYNC__V1__EXCEPTION_TYPE__EXCEPTION_TYPE_SKU_UNKNOWN, key, summary, w,
-                   details);
+        raise_once(ing, TILLSYNC__V1__EXCEPTION_TYPE__EXCEPTION_TYPE_SKU_UNKNOWN, key, w, details,
+                   "SKU %s sold or moved at %s is not in the catalogue", sku, where);
     }
     for (size_t i = 0; i < w->item.n_unmapped_codes; i++) {
         const char *code = w->item.unmapped_codes[i];
         const char *details[] = {"non_stock_code", code, NULL};
 
         snprintf(key, sizeof(key), "non_stock_unmapped/%s/%s", ing->svc->tenant_id, code);
-        snprintf(summary, sizeof(summary), "Non-stock code %s has no ledger code", code);
-        raise_once(ing, TILLSYNC__V1__EXCEPTION_TYPE__EXCEPTION_TYPE_NON_STOCK_UNMAPPED, key,
-                   summary, w, details);
+        raise_once(ing, TILLSYNC__V1__EXCEPTION_TYPE__EXCEPTION_TYPE_NON_STOCK_UNMAPPED, key, w,
+                   details, "Non-stock code %s has no ledger code", code);
     }
 }
 

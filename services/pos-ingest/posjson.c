@@ -20,7 +20,6 @@
 #include <string.h>
 
 #include "clock.h"
-#include "hmac.h"
 #include "json_util.h"
 #include "uuid.h"
 
@@ -36,6 +35,42 @@ struct pos_arena_block {
     size_t used, cap;
     _Alignas(16) unsigned char data[];
 };
+
+/* Decimal digits of v into out (room for 21), NUL-terminated. */
+static void fmt_size(char *out, size_t v)
+{
+    char rev[24];
+    size_t n = 0;
+
+    do {
+        rev[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        out[i] = rev[n - 1 - i];
+    out[n] = '\0';
+}
+
+/* "<prefix><name>[<idx>]." into out, cut short like snprintf: the path of the fields of an
+ * array element, formatted for every line of every item (snprintf cost ≈ 2 % of a batch). */
+static void index_path(char *out, size_t cap, const char *prefix, const char *name, size_t idx)
+{
+    char digits[24];
+    size_t used = 0;
+
+    fmt_size(digits, idx);
+    const char *const parts[] = {prefix, name, "[", digits, "]."};
+
+    for (size_t k = 0; k < sizeof(parts) / sizeof(parts[0]); k++) {
+        size_t n = strlen(parts[k]);
+
+        if (n > cap - 1 - used)
+            n = cap - 1 - used;
+        memcpy(out + used, parts[k], n);
+        used += n;
+    }
+    out[used] = '\0';
+}
 
 static void *arena_alloc(struct pos_item *it, size_t n)
 {
@@ -335,22 +370,19 @@ static int enum_of(struct pj *p, const char *path, const char *key, const char *
             *out = i;
             return 0;
         }
+    }
+    for (int i = 1; names[i] && used < sizeof(list); i++)
         used +=
             (size_t)snprintf(list + used, sizeof(list) - used, "%s%s", i > 1 ? ", " : "", names[i]);
-        if (used >= sizeof(list))
-            break;
-    }
     return fail(p, 422, "invalid_field", path, key, "\"%s\" is not one of %s", value, list);
 }
 
 static void body_hash(const json_t *obj, struct pos_item *it)
 {
-    char *text = json_dumps(obj, JSON_COMPACT | JSON_SORT_KEYS);
-
-    if (!text)
+    /* a parsed body is valid UTF-8 throughout: only OpenSSL running out of memory fails here
+     * (OOM policy: abort, STYLE.md) */
+    if (json_sha256_hex(obj, it->body_hash) != 0)
         abort();
-    sha256_hex(text, strlen(text), it->body_hash);
-    free(text);
 }
 
 static void push_str(struct pj *p, const char ***arr, size_t *n, const char *s)
@@ -405,7 +437,7 @@ static int parse_discounts(struct pj *p, const json_t *line, const char *path, c
         Tillsync__V1__Discount *dc = arena_alloc(p->it, sizeof(*dc));
         int64_t amount;
 
-        snprintf(sub, sizeof(sub), "%sdiscounts[%zu].", path, i);
+        index_path(sub, sizeof(sub), path, "discounts", i);
         if (!json_is_object(d))
             return fail(p, 422, "invalid_field", sub, NULL, "must be an object");
         tillsync__v1__discount__init(dc);
@@ -444,7 +476,7 @@ static int parse_taxes(struct pj *p, const json_t *line, const char *path, const
         int64_t amount, rate = 0;
         bool incl;
 
-        snprintf(sub, sizeof(sub), "%stax_lines[%zu].", path, i);
+        index_path(sub, sizeof(sub), path, "tax_lines", i);
         if (!json_is_object(t))
             return fail(p, 422, "invalid_field", sub, NULL, "must be an object");
         tillsync__v1__tax_line__init(tl);
@@ -480,7 +512,7 @@ static int parse_line(struct pj *p, const json_t *line, size_t idx, int kind, co
     bool restock;
     int rc;
 
-    snprintf(path, sizeof(path), "lines[%zu].", idx);
+    index_path(path, sizeof(path), "", "lines", idx);
     if (!json_is_object(line))
         return fail(p, 422, "invalid_field", "lines", NULL, "element %zu must be an object", idx);
     tillsync__v1__transaction_line__init(l);
@@ -493,7 +525,7 @@ static int parse_line(struct pj *p, const json_t *line, size_t idx, int kind, co
     if (!*l->line_id) {
         char n[24];
 
-        snprintf(n, sizeof(n), "%zu", idx + 1);
+        fmt_size(n, idx + 1);
         l->line_id = arena_strdup(p->it, n);
     }
     if (!*l->sku == !*l->non_stock_code)
@@ -576,7 +608,7 @@ static int parse_tenders(struct pj *p, const json_t *obj, const char *cur,
         int64_t amount;
         int ti;
 
-        snprintf(path, sizeof(path), "tenders[%zu].", i);
+        index_path(path, sizeof(path), "", "tenders", i);
         if (!json_is_object(o))
             return fail(p, 422, "invalid_field", "tenders", NULL, "element %zu must be an object",
                         i);
@@ -806,7 +838,7 @@ static int parse_movement_line(struct pj *p, const json_t *o, size_t idx, int ki
     int64_t v;
     bool ship;
 
-    snprintf(path, sizeof(path), "lines[%zu].", idx);
+    index_path(path, sizeof(path), "", "lines", idx);
     if (!json_is_object(o))
         return fail(p, 422, "invalid_field", "lines", NULL, "element %zu must be an object", idx);
     tillsync__v1__movement_line__init(l);
@@ -817,7 +849,7 @@ static int parse_movement_line(struct pj *p, const json_t *o, size_t idx, int ki
     if (!*l->line_id) {
         char n[24];
 
-        snprintf(n, sizeof(n), "%zu", idx + 1);
+        fmt_size(n, idx + 1);
         l->line_id = arena_strdup(p->it, n);
     }
     if (counted) {
