@@ -335,15 +335,11 @@ static void canon_string(struct canon *c, const char *str, size_t len)
         canon_put(c, s + i - run, run);
         run = 0;
         esc[0] = '\\';
-        switch (ch) {
-        case '"': esc[1] = '"'; break;
-        case '\\': esc[1] = '\\'; break;
-        case '\b': esc[1] = 'b'; break;
-        case '\f': esc[1] = 'f'; break;
-        case '\n': esc[1] = 'n'; break;
-        case '\r': esc[1] = 'r'; break;
-        case '\t': esc[1] = 't'; break;
-        default:
+        if (ch == '"' || ch == '\\') {
+            esc[1] = (char)ch;
+        } else if (ch >= '\b' && ch <= '\r' && ch != '\v') {
+            esc[1] = "btn?fr"[ch - '\b']; /* \b \t \n (not \v) \f \r */
+        } else {
             memcpy(esc + 1, "u00", 3);
             esc[4] = hexd[ch >> 4];
             esc[5] = hexd[ch & 15];

@@ -300,7 +300,8 @@ static void test_sha256_matches_dumps(void **state)
     static const char *const texts[] = {
         "{}",
         "{\"b\":1,\"a\":2,\"ab\":3,\"B\":4,\"\":5,\"a\\u00e9\":6,\"\\u20ac\":7,\"a\\u0001\":8}",
-        "{\"s\":\"quote \\\" backslash \\\\ slash / \\b\\f\\n\\r\\t \\u0001\\u001f\\u007f\"}",
+        "{\"s\":\"quote \\\" backslash \\\\ slash / \\b\\f\\n\\r\\t "
+        "\\u0001\\u000b\\u001f\\u007f\"}",
         "{\"u\":\"\\u00e9 \\u20ac \\ud83d\\ude00 \\uffff\",\"k\":[]}",
         "{\"n\":[0,-1,1,9223372036854775807,-9223372036854775808,123456789]}",
         "{\"r\":[0.0,-0.0,1.0,0.1,1.5e-7,1e300,-1e-300,2.5e17,1e16,123456.789,5e-324,"
@@ -358,11 +359,16 @@ static void test_sha256_matches_dumps(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_parse_ok),     cmocka_unit_test(test_parse_errors),
-        cmocka_unit_test(test_get_string),   cmocka_unit_test(test_get_int),
-        cmocka_unit_test(test_get_bool),     cmocka_unit_test(test_money_exponent),
-        cmocka_unit_test(test_money_parse),  cmocka_unit_test(test_money_parse_errors),
-        cmocka_unit_test(test_money_format), cmocka_unit_test(test_get_money),
+        cmocka_unit_test(test_parse_ok),
+        cmocka_unit_test(test_parse_errors),
+        cmocka_unit_test(test_get_string),
+        cmocka_unit_test(test_get_int),
+        cmocka_unit_test(test_get_bool),
+        cmocka_unit_test(test_money_exponent),
+        cmocka_unit_test(test_money_parse),
+        cmocka_unit_test(test_money_parse_errors),
+        cmocka_unit_test(test_money_format),
+        cmocka_unit_test(test_get_money),
         cmocka_unit_test(test_sha256_matches_dumps),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
