@@ -2,12 +2,14 @@
  * posjson — turns one till request body (already parsed JSON) into the protobuf fact it
  * describes: a transaction (sale, return, exchange, void), a stock movement (received,
  * transfers, count, damage, shrinkage, snapshot, adjustment) or an end-of-day takings
- * declaration. All validation lives here, with no network and no global state, so it can be
- * unit-tested and fuzzed: every problem is reported with the HTTP status it deserves, a stable
- * code and the JSON path of the field ("lines[2].quantity").
+ * declaration. All validation lives here, with no network and no global state but the pool of
+ * released item memory (posjson_pool_limit), so it can be unit-tested and fuzzed: every problem
+ * is reported with the HTTP status it deserves, a stable code and the JSON path of the field
+ * ("lines[2].quantity").
  *
  * Memory: everything a parsed item points to (protobuf messages, strings copied out of the
- * JSON) lives in the item's own arena; pos_item_release() frees it all at once.
+ * JSON) lives in the item's own arena; pos_item_release() frees it all at once, keeping its
+ * blocks for the next items up to posjson_pool_limit().
  */
 #ifndef POS_INGEST_POSJSON_H
 #define POS_INGEST_POSJSON_H
@@ -68,6 +70,13 @@ struct pos_item {
     size_t n_unmapped_codes;
     struct pos_arena_block *arena;
 };
+
+/* Keep up to `bytes` of released item memory for the next items (0, the default until called:
+ * none; lowering it frees the excess at once). Any thread. */
+void posjson_pool_limit(size_t bytes);
+
+/* Bytes of released item memory the pool keeps now. */
+size_t posjson_pool_kept(void);
 
 /* Validate a transaction / movement / takings object and fill out (caller-owned, need not be
  * initialised). Returns 0, or -EINVAL with e filled (out then holds nothing to release, but

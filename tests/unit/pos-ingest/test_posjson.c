@@ -166,6 +166,72 @@ static void test_refusals(void **state)
     }
 }
 
+#define POOL_BODY                                                                                  \
+    HEAD "\"lines\":[{\"sku\":\"K\",\"quantity\":3,\"unit_price\":\"2.50\"}],\"tenders\":[{"       \
+         "\"type\":\"cash\",\"amount\":\"7.50\"}],\"total\":\"7.50\",\"cashier_id\":\"caf\u00e9 "  \
+         "\\\"x\\\"\"}"
+
+/* The fingerprint of a body is the one earlier versions stored in pos_ingest_claims (SHA-256
+ * of its compact, key-sorted JSON): a re-upload across an upgrade is a duplicate, not a
+ * conflict. The value was computed outside this code (Python's json.dumps(sort_keys=True,
+ * separators=(',', ':'), ensure_ascii=False)). */
+static void test_fingerprint_stable(void **state)
+{
+    struct pos_item it;
+    struct posjson_error e;
+
+    (void)state;
+    assert_int_equal(tx(POOL_BODY, &it, &e), 0);
+    assert_string_equal(it.body_hash,
+                        "f180e758bbcf6f38376e5c9e3e4fb014bc3709a466d0d77e94cfff5888498460");
+    pos_item_release(&it);
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#endif
+
+/* Released item memory waits in the pool for the next items, up to its limit, and a pooled
+ * block gives the next item the same results as fresh memory. */
+static void test_item_pool(void **state)
+{
+    struct pos_item a[3], d;
+    struct posjson_error e;
+    uintptr_t where[3];
+    size_t block;
+
+    (void)state;
+    posjson_pool_limit(2 * 16500); /* room for two blocks */
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(tx(POOL_BODY, &a[i], &e), 0);
+        where[i] = (uintptr_t)a[i].transaction;
+    }
+    assert_int_equal(posjson_pool_kept(), 0); /* nothing released yet */
+    pos_item_release(&a[0]);
+    block = posjson_pool_kept(); /* one block */
+    assert_true(block > 16384 && block < 16500);
+    pos_item_release(&a[1]);
+    pos_item_release(&a[2]); /* freed: the pool is full */
+    assert_int_equal(posjson_pool_kept(), 2 * block);
+#if defined(__SANITIZE_ADDRESS__)
+    assert_true(__asan_address_is_poisoned((const void *)where[0])); /* a use after release */
+#endif
+    assert_int_equal(tx(POOL_BODY, &d, &e), 0);
+    assert_int_equal(posjson_pool_kept(), block);      /* d took one */
+    assert_true((uintptr_t)d.transaction == where[1]); /* the last block kept comes back first */
+    assert_string_equal(d.transaction->transaction_id, "A1");
+    assert_int_equal(d.transaction->total->minor_units, 750);
+    assert_string_equal(d.body_hash,
+                        "f180e758bbcf6f38376e5c9e3e4fb014bc3709a466d0d77e94cfff5888498460");
+    pos_item_release(&d);
+    assert_int_equal(posjson_pool_kept(), 2 * block);
+    posjson_pool_limit(0); /* frees what it keeps */
+    assert_int_equal(posjson_pool_kept(), 0);
+    assert_int_equal(tx(POOL_BODY, &d, &e), 0);
+    assert_string_equal(d.transaction->transaction_id, "A1");
+    pos_item_release(&d);
+}
+
 static void test_catalog(void **state)
 {
     struct catalog *c = catalog_new();
@@ -287,7 +353,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_mapping),     cmocka_unit_test(test_money_and_ids),
         cmocka_unit_test(test_refusals),    cmocka_unit_test(test_catalog),
-        cmocka_unit_test(test_batch_split),
+        cmocka_unit_test(test_batch_split), cmocka_unit_test(test_fingerprint_stable),
+        cmocka_unit_test(test_item_pool),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);
