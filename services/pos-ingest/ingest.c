@@ -44,6 +44,7 @@ struct ingest {
     pthread_mutex_t raised_lock;
     json_t *raised; /* exception dedupe key -> monotonic ms of the last raise */
     struct metric *items_total;
+    struct metric *item_cache; /* bytes of released item memory kept (posjson_pool_kept) */
 };
 
 /* What happened to one item of a request. */
@@ -295,6 +296,7 @@ static void flight_free(struct flight *fl)
     free(fl->jobs);
     json_decref(fl->seen);
     json_decref(fl->obj);
+    metric_set(fl->ing->item_cache, (double)posjson_pool_kept());
     free(fl);
 }
 
@@ -991,6 +993,10 @@ struct ingest *ingest_new(struct service *svc, const struct ingest_opts *opts,
                         "Till items by type and outcome (accepted, duplicate, rejected, conflict, "
                         "retry)",
                         "type,status");
+    ing->item_cache = metrics_gauge(svc->metrics, "pos_ingest_item_cache_bytes",
+                                    "Memory of answered requests' items kept for the next items "
+                                    "(at most POS_ITEM_CACHE_MB)",
+                                    NULL);
     return ing;
 }
 
