@@ -89,3 +89,19 @@ void textbuf_add_json(struct textbuf *b, const char *s)
     }
     textbuf_add(b, "\"", 1);
 }
+
+size_t text_join(char *out, size_t cap, const char *const *parts)
+{
+    size_t used = 0;
+
+    for (; *parts; parts++) {
+        size_t n = strlen(*parts);
+
+        if (n > cap - 1 - used)
+            n = cap - 1 - used;
+        memcpy(out + used, *parts, n);
+        used += n;
+    }
+    out[used] = '\0';
+    return used;
+}

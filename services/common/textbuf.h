@@ -29,4 +29,10 @@ void textbuf_adds(struct textbuf *b, const char *s);
  * inside a character). */
 void textbuf_add_json(struct textbuf *b, const char *s);
 
+/* The NUL-terminated parts, up to a NULL, joined into out[0..cap) and cut short like snprintf
+ * (cap > 0): what snprintf(out, cap, "%s%s…") gives, without its format interpreter, for text
+ * built once per line of every item (a field's path, an exception's key). Returns the length
+ * written. */
+size_t text_join(char *out, size_t cap, const char *const *parts);
+
 #endif

@@ -242,7 +242,8 @@ static void raise_exceptions(struct ingest *ing, const struct work *w)
         const char *sku = w->item.unknown_skus[i];
         const char *details[] = {"sku", sku, "source", where, NULL};
 
-        snprintf(key, sizeof(key), "sku_unknown/%s/%s", ing->svc->tenant_id, sku);
+        text_join(key, sizeof(key),
+                  (const char *const[]){"sku_unknown/", ing->svc->tenant_id, "/", sku, NULL});
         raise_once(ing, TILLSYNC__V1__EXCEPTION_TYPE__EXCEPTION_TYPE_SKU_UNKNOWN, key, w, details,
                    "SKU %s sold or moved at %s is not in the catalogue", sku, where);
     }
@@ -250,7 +251,9 @@ static void raise_exceptions(struct ingest *ing, const struct work *w)
         const char *code = w->item.unmapped_codes[i];
         const char *details[] = {"non_stock_code", code, NULL};
 
-        snprintf(key, sizeof(key), "non_stock_unmapped/%s/%s", ing->svc->tenant_id, code);
+        text_join(
+            key, sizeof(key),
+            (const char *const[]){"non_stock_unmapped/", ing->svc->tenant_id, "/", code, NULL});
         raise_once(ing, TILLSYNC__V1__EXCEPTION_TYPE__EXCEPTION_TYPE_NON_STOCK_UNMAPPED, key, w,
                    details, "Non-stock code %s has no ledger code", code);
     }

@@ -22,6 +22,7 @@
 
 #include "clock.h"
 #include "json_util.h"
+#include "textbuf.h"
 #include "uuid.h"
 
 #define MAX_LINES    1000
@@ -151,24 +152,13 @@ static void fmt_size(char *out, size_t v)
 }
 
 /* "<prefix><name>[<idx>]." into out, cut short like snprintf: the path of the fields of an
- * array element, formatted for every line of every item (snprintf cost ≈ 2 % of a batch). */
+ * array element, formatted for every line of every item. */
 static void index_path(char *out, size_t cap, const char *prefix, const char *name, size_t idx)
 {
     char digits[24];
-    size_t used = 0;
 
     fmt_size(digits, idx);
-    const char *const parts[] = {prefix, name, "[", digits, "]."};
-
-    for (size_t k = 0; k < sizeof(parts) / sizeof(parts[0]); k++) {
-        size_t n = strlen(parts[k]);
-
-        if (n > cap - 1 - used)
-            n = cap - 1 - used;
-        memcpy(out + used, parts[k], n);
-        used += n;
-    }
-    out[used] = '\0';
+    text_join(out, cap, (const char *const[]){prefix, name, "[", digits, "].", NULL});
 }
 
 static void *arena_alloc(struct pos_item *it, size_t n)

@@ -607,7 +607,8 @@ static void test_return_exchange_void_takings(void **state)
     assert_int_equal(ev->transaction->total->minor_units, -450);
     tillsync__v1__pos_transaction_event__free_unpacked(ev, NULL);
     json_decref(r);
-    /* the unknown SKU was raised as an exception (owner ecommerce) */
+    /* the unknown SKU was raised as an exception (owner ecommerce), under the dedupe key that
+     * recon-reporter groups its sightings by */
     {
         struct recs x = consume_all("recon.exceptions.v1");
         bool found = false;
@@ -619,7 +620,8 @@ static void test_return_exchange_void_takings(void **state)
             found =
                 e && e->exception &&
                 e->exception->type == TILLSYNC__V1__EXCEPTION_TYPE__EXCEPTION_TYPE_SKU_UNKNOWN &&
-                strstr(e->exception->summary, "SKU-NEW");
+                strstr(e->exception->summary, "SKU-NEW") &&
+                strcmp(e->exception->dedupe_key, "sku_unknown/acme/SKU-NEW") == 0;
             tillsync__v1__exception_event__free_unpacked(e, NULL);
         }
         recs_free(&x);

@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -73,11 +74,33 @@ static void test_json_strings(void **state)
     free(back);
 }
 
+/* text_join gives what snprintf("%s%s…") gives, cut short the same way. */
+static void test_join(void **state)
+{
+    const char *const parts[] = {"sku_unknown/", "acme", "/", "SKU-1", NULL};
+    const char *const none[] = {NULL};
+    char out[32], want[32];
+
+    (void)state;
+    assert_int_equal(text_join(out, sizeof(out), parts), 22);
+    assert_string_equal(out, "sku_unknown/acme/SKU-1");
+    for (size_t cap = 1; cap <= 24; cap++) {
+        size_t n = text_join(out, cap, parts);
+
+        snprintf(want, cap, "%s%s%s%s", parts[0], parts[1], parts[2], parts[3]);
+        assert_string_equal(out, want);
+        assert_int_equal(n, strlen(want));
+    }
+    assert_int_equal(text_join(out, sizeof(out), none), 0);
+    assert_string_equal(out, "");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_add),
         cmocka_unit_test(test_json_strings),
+        cmocka_unit_test(test_join),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
