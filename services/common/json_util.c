@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "hmac.h"
+#include "textbuf.h"
 
 json_t *json_parse_object(const char *body, size_t len, char *err, size_t errlen)
 {
@@ -386,16 +387,10 @@ static void canon_real(struct canon *c, double d)
 static void canon_int(struct canon *c, json_int_t v)
 {
     char b[24];
-    size_t i = sizeof(b);
-    uint64_t u = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
 
-    do {
-        b[--i] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
     if (v < 0)
-        b[--i] = '-';
-    canon_put(c, b + i, sizeof(b) - i);
+        canon_put(c, "-", 1);
+    canon_put(c, b, text_uint(b, v < 0 ? 0 - (uint64_t)v : (uint64_t)v));
 }
 
 struct canon_member {

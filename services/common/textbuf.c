@@ -105,3 +105,18 @@ size_t text_join(char *out, size_t cap, const char *const *parts)
     out[used] = '\0';
     return used;
 }
+
+size_t text_uint(char *out, uint64_t v)
+{
+    char rev[20];
+    size_t n = 0;
+
+    do {
+        rev[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        out[i] = rev[n - 1 - i];
+    out[n] = '\0';
+    return n;
+}

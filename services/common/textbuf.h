@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct textbuf {
     char *p; /* len bytes, not NUL-terminated; free() it when done */
@@ -34,5 +35,8 @@ void textbuf_add_json(struct textbuf *b, const char *s);
  * built once per line of every item (a field's path, an exception's key). Returns the length
  * written. */
 size_t text_join(char *out, size_t cap, const char *const *parts);
+
+/* The decimal digits of v into out (room for 21 bytes), NUL-terminated; returns their count. */
+size_t text_uint(char *out, uint64_t v);
 
 #endif

@@ -181,8 +181,8 @@ static int publish_one(struct ingest *ing, struct work *w, char *err, size_t err
                          it->occurred_at_ms, on_delivery, report, err, errlen);
 }
 
-/* Raise one exception unless the same key was raised within the last hour. */
-/* The summary is formatted only when the exception is raised, not for every repeat. */
+/* Raise one exception unless the same key was raised within the last hour; its summary is
+ * formatted from fmt only then, not for every repeat. */
 static void raise_once(struct ingest *ing, Tillsync__V1__ExceptionType type, const char *key,
                        const struct work *w, const char *const *details, const char *fmt, ...)
     __attribute__((format(printf, 6, 7)));
@@ -516,7 +516,7 @@ static void out_uint(struct textbuf *o, size_t v)
 {
     char b[24];
 
-    textbuf_add(o, b, (size_t)snprintf(b, sizeof(b), "%zu", v));
+    textbuf_add(o, b, text_uint(b, v));
 }
 
 static void out_strs(struct textbuf *o, const char *const *v, size_t n)

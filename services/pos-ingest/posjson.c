@@ -136,28 +136,13 @@ static void block_free(struct pos_arena_block *b)
     free(b);
 }
 
-/* Decimal digits of v into out (room for 21), NUL-terminated. */
-static void fmt_size(char *out, size_t v)
-{
-    char rev[24];
-    size_t n = 0;
-
-    do {
-        rev[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    for (size_t i = 0; i < n; i++)
-        out[i] = rev[n - 1 - i];
-    out[n] = '\0';
-}
-
 /* "<prefix><name>[<idx>]." into out, cut short like snprintf: the path of the fields of an
  * array element, formatted for every line of every item. */
 static void index_path(char *out, size_t cap, const char *prefix, const char *name, size_t idx)
 {
     char digits[24];
 
-    fmt_size(digits, idx);
+    text_uint(digits, idx);
     text_join(out, cap, (const char *const[]){prefix, name, "[", digits, "].", NULL});
 }
 
@@ -608,7 +593,7 @@ static int parse_line(struct pj *p, const json_t *line, size_t idx, int kind, co
     if (!*l->line_id) {
         char n[24];
 
-        fmt_size(n, idx + 1);
+        text_uint(n, idx + 1);
         l->line_id = arena_strdup(p->it, n);
     }
     if (!*l->sku == !*l->non_stock_code)
@@ -932,7 +917,7 @@ static int parse_movement_line(struct pj *p, const json_t *o, size_t idx, int ki
     if (!*l->line_id) {
         char n[24];
 
-        fmt_size(n, idx + 1);
+        text_uint(n, idx + 1);
         l->line_id = arena_strdup(p->it, n);
     }
     if (counted) {

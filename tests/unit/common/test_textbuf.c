@@ -3,6 +3,7 @@
  * back to the same text (or, for bytes that are not UTF-8, to U+FFFD).
  */
 #include <setjmp.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -95,12 +96,30 @@ static void test_join(void **state)
     assert_string_equal(out, "");
 }
 
+/* text_uint writes what snprintf("%" PRIu64) does. */
+static void test_uint(void **state)
+{
+    static const uint64_t values[] = {0,         1, 9, 10, 99, 100, 1234567890, UINT64_MAX / 10,
+                                      UINT64_MAX};
+    char out[21], want[24];
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(values) / sizeof(values[0]); i++) {
+        size_t n = text_uint(out, values[i]);
+
+        snprintf(want, sizeof(want), "%" PRIu64, values[i]);
+        assert_string_equal(out, want);
+        assert_int_equal(n, strlen(want));
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_add),
         cmocka_unit_test(test_json_strings),
         cmocka_unit_test(test_join),
+        cmocka_unit_test(test_uint),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
