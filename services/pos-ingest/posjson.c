@@ -14,6 +14,7 @@
 #include "posjson.h"
 
 #include <errno.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -1123,7 +1124,9 @@ fail:
 
 /* ---- batch split ---------------------------------------------------------------------------- */
 
-#define SPLIT_MAX_DEPTH 64 /* deeper than any till item; the full parse judges such bodies */
+#define SPLIT_MAX_DEPTH 64  /* deeper than any till item; the full parse judges such bodies */
+#define SPLIT_MAX_KEYS  256 /* keys of the objects open at once, for the duplicate check */
+#define SPLIT_MAX_NUM   64  /* a longer number is left to the full parse */
 
 static size_t skip_ws(const char *b, size_t n, size_t i)
 {
@@ -1132,35 +1135,286 @@ static size_t skip_ws(const char *b, size_t n, size_t i)
     return i;
 }
 
-/* The end of the value that starts with '{' at b[i] (one past its '}'), or 0 when it does not
- * close, closes with the wrong bracket or nests too deep. Strings are skipped whole (a '\'
- * escapes the next byte); everything else inside is left to the item's own parse. */
-static size_t object_end(const char *b, size_t n, size_t i)
+/*
+ * A strict reading of one item: it succeeds only where jansson's json_loadb(...,
+ * JSON_REJECT_DUPLICATES) would, so that a body the split accepts is known to be JSON before
+ * any of its items goes out (the items are then parsed while the first ones are already being
+ * claimed and published). Besides RFC 8259's grammar that means jansson's own refusals:
+ * invalid UTF-8 (overlong forms, surrogates, above U+10FFFF), \u0000, a lone or unpaired
+ * surrogate escape, an integer outside long long, a real that overflows a double, and a key
+ * repeated in one object. It may refuse more than jansson (an escaped key, a number longer
+ * than SPLIT_MAX_NUM, nesting past SPLIT_MAX_DEPTH, more than SPLIT_MAX_KEYS open keys): the
+ * caller then parses the whole body, which accepts or names the problem.
+ * tests/fuzz/fuzz_pos_json.c checks that every body the split accepts parses whole.
+ */
+struct scan {
+    const unsigned char *b;
+    size_t n, i;
+    struct {
+        const unsigned char *p;
+        size_t len;
+    } keys[SPLIT_MAX_KEYS];
+    size_t nkeys;
+};
+
+static int hex4(const unsigned char *p)
 {
-    char stack[SPLIT_MAX_DEPTH];
-    int depth = 0;
+    int v = 0;
 
-    for (; i < n; i++) {
-        char c = b[i];
+    for (int k = 0; k < 4; k++) {
+        int c = p[k], d;
 
-        if (c == '"') {
-            for (i++; i < n && b[i] != '"'; i++)
-                if (b[i] == '\\')
-                    i++;
-            if (i >= n)
-                return 0;
-        } else if (c == '{' || c == '[') {
-            if (depth == SPLIT_MAX_DEPTH)
-                return 0;
-            stack[depth++] = c == '{' ? '}' : ']';
-        } else if (c == '}' || c == ']') {
-            if (depth == 0 || stack[--depth] != c)
-                return 0;
-            if (depth == 0)
-                return i + 1;
+        if (c >= '0' && c <= '9')
+            d = c - '0';
+        else if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f')
+            d = (c | 0x20) - 'a' + 10;
+        else
+            return -1;
+        v = v * 16 + d;
+    }
+    return v;
+}
+
+/* One UTF-8 sequence at b[i] (a byte >= 0x80) as jansson's utf8_check_first/full judge it;
+ * its length, or 0. */
+static size_t utf8_len(const unsigned char *b, size_t n, size_t i)
+{
+    unsigned c = b[i];
+    size_t len;
+    uint32_t v;
+
+    if (c >= 0xC2 && c <= 0xDF)
+        len = 2, v = c & 0x1F;
+    else if (c >= 0xE0 && c <= 0xEF)
+        len = 3, v = c & 0x0F;
+    else if (c >= 0xF0 && c <= 0xF4)
+        len = 4, v = c & 0x07;
+    else
+        return 0;
+    if (n - i < len)
+        return 0;
+    for (size_t k = 1; k < len; k++) {
+        if ((b[i + k] & 0xC0) != 0x80)
+            return 0;
+        v = (v << 6) | (b[i + k] & 0x3F);
+    }
+    if (v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF) || (len == 3 && v < 0x800) ||
+        (len == 4 && v < 0x10000))
+        return 0;
+    return len;
+}
+
+/* The string at b[i] == '"'; *escaped tells whether it held a backslash. */
+static bool scan_string(struct scan *s, bool *escaped)
+{
+    const unsigned char *b = s->b;
+    size_t n = s->n, i = s->i + 1;
+
+    *escaped = false;
+    for (;;) {
+        while (i < n && b[i] >= 0x20 && b[i] < 0x80 && b[i] != '"' && b[i] != '\\')
+            i++;
+        if (i >= n || b[i] < 0x20)
+            return false; /* unterminated, or a control character */
+        if (b[i] == '"') {
+            s->i = i + 1;
+            return true;
+        }
+        if (b[i] >= 0x80) {
+            size_t len = utf8_len(b, n, i);
+
+            if (!len)
+                return false;
+            i += len;
+            continue;
+        }
+        *escaped = true; /* b[i] == '\\' */
+        if (++i >= n)
+            return false;
+        if (b[i] == 'u') {
+            int v = n - i > 4 ? hex4(b + i + 1) : -1;
+
+            if (v <= 0 || (v >= 0xDC00 && v <= 0xDFFF))
+                return false; /* not hex, \u0000, or a lone low surrogate */
+            i += 5;
+            if (v >= 0xD800 && v <= 0xDBFF) { /* a high surrogate: its low one must follow */
+                int lo = n - i > 5 && b[i] == '\\' && b[i + 1] == 'u' ? hex4(b + i + 2) : -1;
+
+                if (lo < 0xDC00 || lo > 0xDFFF)
+                    return false;
+                i += 6;
+            }
+        } else if (b[i] && strchr("\"\\/bfnrt", b[i])) {
+            i++;
+        } else {
+            return false;
         }
     }
-    return 0;
+}
+
+/* A number at b[i], as jansson reads it: no leading zeros, a digit on both sides of '.', an
+ * integer that fits a long long, a real that does not overflow. */
+static bool scan_number(struct scan *s)
+{
+    const unsigned char *b = s->b;
+    size_t n = s->n, i = s->i, start = i;
+    bool real = false;
+    char text[SPLIT_MAX_NUM + 1];
+
+    if (b[i] == '-')
+        i++;
+    if (i < n && b[i] == '0')
+        i++;
+    else if (i < n && b[i] >= '1' && b[i] <= '9')
+        while (i < n && b[i] >= '0' && b[i] <= '9')
+            i++;
+    else
+        return false;
+    if (i < n && b[i] == '.') {
+        real = true;
+        if (++i >= n || b[i] < '0' || b[i] > '9')
+            return false;
+        while (i < n && b[i] >= '0' && b[i] <= '9')
+            i++;
+    }
+    if (i < n && (b[i] == 'e' || b[i] == 'E')) {
+        real = true;
+        if (++i < n && (b[i] == '+' || b[i] == '-'))
+            i++;
+        if (i >= n || b[i] < '0' || b[i] > '9')
+            return false;
+        while (i < n && b[i] >= '0' && b[i] <= '9')
+            i++;
+    }
+    if (i - start > SPLIT_MAX_NUM)
+        return false;
+    memcpy(text, b + start, i - start);
+    text[i - start] = '\0';
+    errno = 0;
+    if (real) {
+        double v = strtod(text, NULL);
+
+        if ((v == HUGE_VAL || v == -HUGE_VAL) && errno == ERANGE)
+            return false;
+    } else {
+        (void)strtoll(text, NULL, 10);
+        if (errno == ERANGE)
+            return false;
+    }
+    s->i = i;
+    return true;
+}
+
+static bool scan_value(struct scan *s, int depth);
+
+/* The object at b[i] == '{': its keys unescaped and each once. */
+static bool scan_object(struct scan *s, int depth)
+{
+    size_t first = s->nkeys;
+
+    s->i = skip_ws((const char *)s->b, s->n, s->i + 1);
+    if (s->i < s->n && s->b[s->i] == '}') {
+        s->i++;
+        return true;
+    }
+    for (;;) {
+        const unsigned char *key = s->b + s->i + 1;
+        size_t len;
+        bool escaped;
+
+        if (s->i >= s->n || s->b[s->i] != '"' || !scan_string(s, &escaped) || escaped)
+            return false;
+        len = (size_t)(s->b + s->i - 1 - key);
+        for (size_t k = first; k < s->nkeys; k++)
+            if (s->keys[k].len == len && memcmp(s->keys[k].p, key, len) == 0)
+                return false; /* repeated */
+        if (s->nkeys == SPLIT_MAX_KEYS)
+            return false;
+        s->keys[s->nkeys].p = key;
+        s->keys[s->nkeys++].len = len;
+        s->i = skip_ws((const char *)s->b, s->n, s->i);
+        if (s->i >= s->n || s->b[s->i] != ':')
+            return false;
+        s->i = skip_ws((const char *)s->b, s->n, s->i + 1);
+        if (!scan_value(s, depth))
+            return false;
+        s->i = skip_ws((const char *)s->b, s->n, s->i);
+        if (s->i < s->n && s->b[s->i] == ',') {
+            s->i = skip_ws((const char *)s->b, s->n, s->i + 1);
+            continue;
+        }
+        if (s->i >= s->n || s->b[s->i] != '}')
+            return false;
+        s->i++;
+        s->nkeys = first;
+        return true;
+    }
+}
+
+static bool scan_array(struct scan *s, int depth)
+{
+    s->i = skip_ws((const char *)s->b, s->n, s->i + 1);
+    if (s->i < s->n && s->b[s->i] == ']') {
+        s->i++;
+        return true;
+    }
+    for (;;) {
+        if (!scan_value(s, depth))
+            return false;
+        s->i = skip_ws((const char *)s->b, s->n, s->i);
+        if (s->i < s->n && s->b[s->i] == ',') {
+            s->i = skip_ws((const char *)s->b, s->n, s->i + 1);
+            continue;
+        }
+        if (s->i >= s->n || s->b[s->i] != ']')
+            return false;
+        s->i++;
+        return true;
+    }
+}
+
+static bool scan_literal(struct scan *s, const char *lit)
+{
+    size_t len = strlen(lit);
+
+    if (s->n - s->i < len || memcmp(s->b + s->i, lit, len) != 0)
+        return false;
+    s->i += len;
+    return true;
+}
+
+/* The value at b[i] (no whitespace before it); s->i ends one past it. */
+static bool scan_value(struct scan *s, int depth)
+{
+    bool escaped;
+
+    if (s->i >= s->n)
+        return false;
+    switch (s->b[s->i]) {
+    case '{':
+        return depth < SPLIT_MAX_DEPTH && scan_object(s, depth + 1);
+    case '[':
+        return depth < SPLIT_MAX_DEPTH && scan_array(s, depth + 1);
+    case '"':
+        return scan_string(s, &escaped);
+    case 't':
+        return scan_literal(s, "true");
+    case 'f':
+        return scan_literal(s, "false");
+    case 'n':
+        return scan_literal(s, "null");
+    default:
+        return scan_number(s);
+    }
+}
+
+/* The end of the item that starts with '{' at b[i] (one past its '}'), or 0 when it is not
+ * one JSON object as scan_value reads it. */
+static size_t object_end(struct scan *s, size_t i)
+{
+    s->i = i;
+    s->nkeys = 0;
+    return scan_value(s, 0) ? s->i : 0;
 }
 
 int posjson_batch_split(const char *b, size_t n, size_t max_items, struct posjson_span **out)
@@ -1169,7 +1423,12 @@ int posjson_batch_split(const char *b, size_t n, size_t max_items, struct posjso
     struct posjson_span *sp = NULL;
     size_t count = 0, cap = 0, i, start[2] = {0, 0}, len[2] = {0, 0};
     bool seen[2] = {false, false};
+    struct scan *sc = malloc(sizeof(*sc));
 
+    if (!sc)
+        abort(); /* OOM policy */
+    sc->b = (const unsigned char *)b;
+    sc->n = n;
     *out = NULL;
     i = skip_ws(b, n, 0);
     if (i >= n || b[i] != '{')
@@ -1205,7 +1464,7 @@ int posjson_batch_split(const char *b, size_t n, size_t max_items, struct posjso
             for (;;) {
                 size_t end;
 
-                if (i >= n || b[i] != '{' || !(end = object_end(b, n, i)))
+                if (i >= n || b[i] != '{' || !(end = object_end(sc, i)))
                     goto fallback; /* not an object, or not closed */
                 if (count == max_items)
                     goto fallback; /* too many: the full parse says so */
@@ -1249,9 +1508,11 @@ int posjson_batch_split(const char *b, size_t n, size_t max_items, struct posjso
         free(sp);
         sp = r;
     }
+    free(sc);
     *out = sp;
     return (int)count;
 fallback:
+    free(sc);
     free(sp);
     return -EINVAL;
 }

@@ -102,9 +102,10 @@ struct posjson_span {
  * Returns the item count (>= 1) with *out malloc'd (the caller frees it), or -EINVAL when the
  * body is anything else: not JSON, another or a repeated or an escaped key, an item that is
  * not an object, nesting deeper than 64, no items or more than max_items. The caller then
- * parses the whole body, which names the problem. Only the structure between the items is
- * checked here: the caller parses every span strictly before acting on any, and falls back
- * to the whole body when one fails.
+ * parses the whole body, which names the problem. The items are read as strictly as
+ * json_loadb(..., JSON_REJECT_DUPLICATES) reads them (UTF-8, escapes, number ranges, repeated
+ * keys): a body split here is JSON, so the caller may act on its first items before it has
+ * parsed the last.
  */
 int posjson_batch_split(const char *b, size_t n, size_t max_items, struct posjson_span **out);
 

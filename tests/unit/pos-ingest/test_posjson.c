@@ -293,6 +293,62 @@ static void test_batch_split(void **state)
         {"", -1},
         {"{\"transactions\":[{},{},{},{}]}", -1}, /* over max_items (3) */
         {"{\"transactions\":[{},{},{}]}", 3},
+        /* the items are read as strictly as jansson reads them: what it accepts */
+        {"{\"transactions\":[{\"a\":true,\"b\":false,\"c\":[null,-0,0.5,-1.5E+3,1e-400]}]}", 1},
+        {"{\"transactions\":[{\"a\":9223372036854775807,\"b\":-9223372036854775808}]}", 1},
+        {"{\"transactions\":[{\"a\":1,\"b\":{\"a\":1},\"c\":[{\"a\":2}]}]}", 1},
+        {"{\"transactions\":[{\"s\":\"\\\"\\\\\\/\\b\\f\\n\\r\\t\\u00e9\\ud83d\\ude00\"}]}", 1},
+        {"{\"transactions\":[{\"s\":\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\x7f\"}]}", 1},
+    };
+    /* ... and each thing jansson refuses: the split leaves the body to the full parse, which
+     * names the problem (checked below: the full parse refuses each of these too) */
+    static const char *const refused[] = {
+        "{\"a\":tru}",
+        "{\"a\":nul}",
+        "{\"a\":truex}",
+        "{\"a\":01}",
+        "{\"a\":1.}",
+        "{\"a\":.5}",
+        "{\"a\":-}",
+        "{\"a\":+1}",
+        "{\"a\":1e}",
+        "{\"a\":1e+}",
+        "{\"a\":1 2}",
+        "{\"a\":9223372036854775808}",
+        "{\"a\":-9223372036854775809}",
+        "{\"a\":1e309}",
+        "{\"a\":-1.5e400}",
+        "{\"a\":1,\"a\":2}",
+        "{\"a\":{\"b\":1,\"c\":2,\"b\":3}}",
+        "{\"a\":\"\\u0000\"}",
+        "{\"a\":\"\\ud800\"}",
+        "{\"a\":\"\\udc00\"}",
+        "{\"a\":\"\\ud800\\u0041\"}",
+        "{\"a\":\"\\uZZZZ\"}",
+        "{\"a\":\"\\u12\"}",
+        "{\"a\":\"\\x\"}",
+        "{\"a\":\"\x01\"}",
+        "{\"a\":\"\t\"}",
+        "{\"a\":\"\xc0\xaf\"}",
+        "{\"a\":\"\xed\xa0\x80\"}",
+        "{\"a\":\"\xf4\x90\x80\x80\"}",
+        "{\"a\":\"\xff\"}",
+        "{\"a\":\"\xe2\x82\"}",
+        "{\"a\":\"\xc3\"}",
+        "{\"a\":\"\x80\"}",
+        "{\"a\" 1}",
+        "{\"a\":1,}",
+        "{,}",
+        "{\"a\":[1,]}",
+        "{\"a\":[,1]}",
+        "{1:2}",
+        "{\"a\":[1}",
+        "{\"a\":\xc3\xa9}",
+    };
+    /* ... and what it refuses though jansson would accept: rare forms the full parse takes */
+    static const char *const left[] = {
+        "{\"\\u0061\":1}", /* an escaped key */
+        "{\"a\":1.00000000000000000000000000000000000000000000000000000000000000001}",
     };
     struct posjson_span *sp;
     char deep[200];
@@ -332,6 +388,21 @@ static void test_batch_split(void **state)
             json_decref(all);
         }
         free(sp);
+    }
+    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]) + 2; i++) {
+        bool is_left = i >= sizeof(refused) / sizeof(refused[0]);
+        const char *item = is_left ? left[i - sizeof(refused) / sizeof(refused[0])] : refused[i];
+        char b[256], err[256];
+        json_t *all;
+
+        snprintf(b, sizeof(b), "{\"transactions\":[{},%s]}", item);
+        n = posjson_batch_split(b, strlen(b), 3, &sp);
+        if (n != -EINVAL || sp)
+            fail_msg("%s: split gave %d, want the full parse", item, n);
+        all = json_parse_object(b, strlen(b), err, sizeof(err));
+        if (is_left != (all != NULL))
+            fail_msg("%s: jansson %s it", item, all ? "accepts" : "refuses");
+        json_decref(all);
     }
     /* nesting deeper than any till item (64 levels) is left to the full parse */
     for (int levels = 60; levels <= 70; levels += 10) {
