@@ -720,9 +720,10 @@ static void finish_batch(const struct http_request *req, struct http_response *r
     flight_free(fl);
 }
 
-/* Validate item k of a batch, the index-th of its array g; its id is kept for the answer. */
+/* Validate item k of a batch, the index-th of its array g; its id is kept for the answer. it
+ * is NULL for an item jansson refused, jerr saying why. */
 static void batch_item(struct flight *fl, size_t k, int g, size_t index, const json_t *it,
-                       const struct posjson_ctx *ctx)
+                       const json_error_t *jerr, const struct posjson_ctx *ctx)
 {
     static const char *const types[] = {"transaction", "movement"};
     static const parse_fn parsers[] = {posjson_transaction, posjson_movement};
@@ -735,6 +736,13 @@ static void batch_item(struct flight *fl, size_t k, int g, size_t index, const j
     w->index = index;
     if (id && !(w->id = strdup(id)))
         abort(); /* OOM policy */
+    if (!it) {
+        w->status = ST_REJECTED;
+        w->err.status = 400;
+        snprintf(w->err.code, sizeof(w->err.code), "invalid_json");
+        snprintf(w->err.message, sizeof(w->err.message), "invalid JSON: %s", jerr->text);
+        return;
+    }
     if (!json_is_object(it)) {
         w->status = ST_REJECTED;
         w->err.status = 422;
@@ -746,67 +754,77 @@ static void batch_item(struct flight *fl, size_t k, int g, size_t index, const j
         w->status = ST_REJECTED;
 }
 
-/* Items [from, to) of a batch taken item by item; ntx is how many of its items are
- * transactions (they come first). */
-struct span_part {
+/*
+ * A batch taken item by item, in chunks of FLIGHT_CHUNK items that the handler's thread and a
+ * helper take in turn, whichever is free; done[c] once chunk c is validated. The split has
+ * already read the whole body as strictly as jansson does (posjson_batch_split), so it is JSON
+ * and a chunk may go to the pipeline as soon as it and those before it are validated: claims,
+ * sends and marks of the first chunks overlap the validation of the rest.
+ */
+struct span_work {
     struct flight *fl;
     const char *body;
     const struct posjson_span *sp;
     const struct posjson_ctx *ctx;
-    size_t from, to, ntx;
-    int rc;
+    size_t ntx, nchunks;
+    atomic_size_t next;
+    atomic_uchar *done;
 };
 
-/* Each item of the part parsed from its own span and validated, its tree freed at once. rc is
- * -EINVAL when a span is not valid JSON. */
-static void *span_part_run(void *arg)
+/* Validate the next chunk nobody has taken; false when none is left. */
+static bool chunk_run(struct span_work *sw)
 {
-    struct span_part *p = arg;
+    size_t c = atomic_fetch_add(&sw->next, 1), n = sw->fl->n;
 
-    p->rc = 0;
-    for (size_t k = p->from; k < p->to; k++) {
-        const struct posjson_span *sp = &p->sp[k];
-        json_t *it = json_loadb(p->body + sp->off, sp->len, JSON_REJECT_DUPLICATES, NULL);
+    if (c >= sw->nchunks)
+        return false;
+    for (size_t k = c * FLIGHT_CHUNK; k < n && k < (c + 1) * FLIGHT_CHUNK; k++) {
+        const struct posjson_span *sp = &sw->sp[k];
+        json_error_t jerr;
+        json_t *it = json_loadb(sw->body + sp->off, sp->len, JSON_REJECT_DUPLICATES, &jerr);
 
-        if (!it) {
-            p->rc = -EINVAL;
-            break;
-        }
-        batch_item(p->fl, k, sp->group, sp->group == 0 ? k : k - p->ntx, it, p->ctx);
+        if (!it) /* the split and jansson disagree: a bug, the fuzz target's to find */
+            log_kv(LOG_LVL_ERROR, "batch item the split took is not JSON", "error", jerr.text,
+                   NULL);
+        batch_item(sw->fl, k, sp->group, sp->group == 0 ? k : k - sw->ntx, it, &jerr, sw->ctx);
         json_decref(it);
     }
+    atomic_store_explicit(&sw->done[c], 1, memory_order_release);
+    return true;
+}
+
+static void *chunk_helper(void *arg)
+{
+    while (chunk_run(arg))
+        ;
     return NULL;
 }
 
-/*
- * The fast path: a batch never holds more than one item's tree per thread. A large batch is
- * split in two halves, the second validated on a thread of its own (a batch is otherwise
- * bound by one core while the pipeline and Kafka leave the other partly idle). Returns 0, or
- * -EINVAL when a span is not valid JSON: the body is then not valid JSON either (nothing has
- * gone to the pipeline yet) and the caller parses it whole to say where.
- */
-static int batch_from_spans(struct flight *fl, const char *body, const struct posjson_span *sp,
-                            const struct posjson_ctx *ctx)
+/* The fast path: a batch never holds more than one item's tree per thread. Items go to the
+ * pipeline in order, from this thread only; the rest after the last chunk (flight_end). */
+static void batch_from_spans(struct flight *fl, const char *body, const struct posjson_span *sp,
+                             const struct posjson_ctx *ctx)
 {
-    struct span_part part[2];
-    size_t ntx = 0, n = fl->n, half = n;
+    struct span_work sw = {.fl = fl, .body = body, .sp = sp, .ctx = ctx};
+    size_t added = 0;
     pthread_t helper;
     bool two = false;
 
-    while (ntx < n && sp[ntx].group == 0)
-        ntx++;
-    if (n >= BATCH_SPLIT_MIN)
-        half = n / 2;
-    for (int i = 0; i < 2; i++)
-        part[i] = (struct span_part){fl, body, sp, ctx, i ? half : 0, i ? n : half, ntx, 0};
-    if (half < n)
-        two = pthread_create(&helper, NULL, span_part_run, &part[1]) == 0;
-    span_part_run(&part[0]);
+    while (sw.ntx < fl->n && sp[sw.ntx].group == 0)
+        sw.ntx++;
+    sw.nchunks = (fl->n + FLIGHT_CHUNK - 1) / FLIGHT_CHUNK;
+    sw.done = calloc(sw.nchunks, sizeof(*sw.done));
+    if (!sw.done)
+        abort(); /* OOM policy */
+    if (fl->n >= BATCH_SPLIT_MIN)
+        two = pthread_create(&helper, NULL, chunk_helper, &sw) == 0;
+    while (chunk_run(&sw))
+        while (added < sw.nchunks && atomic_load_explicit(&sw.done[added], memory_order_acquire))
+            if (++added < sw.nchunks)
+                flight_add(fl, added * FLIGHT_CHUNK);
     if (two)
         pthread_join(helper, NULL);
-    else if (half < n)
-        span_part_run(&part[1]); /* no thread to be had: this one does both */
-    return part[0].rc ? part[0].rc : part[1].rc;
+    free(sw.done);
 }
 
 /* The whole body as one tree: for any body the fast path does not take, and to name the
@@ -859,7 +877,7 @@ static struct flight *batch_from_tree(struct ingest *ing, const struct http_requ
     fl = flight_new(ing, obj, n, resp, finish_batch);
     for (int g = 0; g < 2; g++)
         for (size_t i = 0; i < json_array_size(arr[g]); i++, k++)
-            batch_item(fl, k, g, i, json_array_get(arr[g], i), ctx);
+            batch_item(fl, k, g, i, json_array_get(arr[g], i), NULL, ctx);
     return fl;
 out_bad:
     json_decref(obj);
@@ -881,18 +899,16 @@ static void on_batch(const struct http_request *req, struct http_response *resp,
     n = posjson_batch_split(req->body, req->body_len, (size_t)ing->opts.batch_max_items, &spans);
     if (n > 0) {
         fl = flight_new(ing, NULL, (size_t)n, resp, finish_batch);
-        if (batch_from_spans(fl, req->body, spans, &ctx) != 0) {
-            flight_free(fl);
-            fl = NULL;
-        }
+        batch_from_spans(fl, req->body, spans, &ctx);
         free(spans);
+    } else {
+        /* anything the split does not take is parsed whole first: a body that is not JSON
+         * publishes nothing */
+        if (!(fl = batch_from_tree(ing, req, resp, &ctx)))
+            return;
+        for (size_t k = FLIGHT_CHUNK; k < fl->n; k += FLIGHT_CHUNK)
+            flight_add(fl, k);
     }
-    if (!fl && !(fl = batch_from_tree(ing, req, resp, &ctx)))
-        return;
-    /* every item is validated before any goes out: a body that turns out not to be JSON
-     * publishes nothing */
-    for (size_t k = FLIGHT_CHUNK; k < fl->n; k += FLIGHT_CHUNK)
-        flight_add(fl, k);
     flight_end(fl, req);
 }
 
