@@ -1307,6 +1307,21 @@ static bool scan_number(struct scan *s)
 
 static bool scan_value(struct scan *s, int depth);
 
+/* After a member of an object or array: 1 past a ',' (and the space after it), 0 past the
+ * closing bracket, -1 on anything else. */
+static int scan_next(struct scan *s, char close)
+{
+    s->i = skip_ws((const char *)s->b, s->n, s->i);
+    if (s->i < s->n && s->b[s->i] == ',') {
+        s->i = skip_ws((const char *)s->b, s->n, s->i + 1);
+        return 1;
+    }
+    if (s->i >= s->n || s->b[s->i] != close)
+        return -1;
+    s->i++;
+    return 0;
+}
+
 /* The object at b[i] == '{': its keys unescaped and each once. */
 static bool scan_object(struct scan *s, int depth)
 {
@@ -1338,16 +1353,15 @@ static bool scan_object(struct scan *s, int depth)
         s->i = skip_ws((const char *)s->b, s->n, s->i + 1);
         if (!scan_value(s, depth))
             return false;
-        s->i = skip_ws((const char *)s->b, s->n, s->i);
-        if (s->i < s->n && s->b[s->i] == ',') {
-            s->i = skip_ws((const char *)s->b, s->n, s->i + 1);
+        switch (scan_next(s, '}')) {
+        case 1:
             continue;
-        }
-        if (s->i >= s->n || s->b[s->i] != '}')
+        case 0:
+            s->nkeys = first;
+            return true;
+        default:
             return false;
-        s->i++;
-        s->nkeys = first;
-        return true;
+        }
     }
 }
 
@@ -1359,17 +1373,12 @@ static bool scan_array(struct scan *s, int depth)
         return true;
     }
     for (;;) {
-        if (!scan_value(s, depth))
+        int next;
+
+        if (!scan_value(s, depth) || (next = scan_next(s, ']')) < 0)
             return false;
-        s->i = skip_ws((const char *)s->b, s->n, s->i);
-        if (s->i < s->n && s->b[s->i] == ',') {
-            s->i = skip_ws((const char *)s->b, s->n, s->i + 1);
-            continue;
-        }
-        if (s->i >= s->n || s->b[s->i] != ']')
-            return false;
-        s->i++;
-        return true;
+        if (next == 0)
+            return true;
     }
 }
 
