@@ -1253,7 +1253,8 @@ static bool scan_string(struct scan *s, bool *escaped)
 }
 
 /* A number at b[i], as jansson reads it: no leading zeros, a digit on both sides of '.', an
- * integer that fits a long long, a real that does not overflow. */
+ * integer that fits a long long, a real that does not overflow. strtod reads '.' as jansson
+ * does because the process never leaves the C locale (nothing calls setlocale). */
 static bool scan_number(struct scan *s)
 {
     const unsigned char *b = s->b;
