@@ -10,6 +10,7 @@
 
 #include "hmac.h"
 #include "textbuf.h"
+#include "utf8.h"
 
 json_t *json_parse_object(const char *body, size_t len, char *err, size_t errlen)
 {
@@ -269,40 +270,6 @@ static void canon_put(struct canon *c, const void *p, size_t n)
     c->n += n;
 }
 
-/* Length of the UTF-8 sequence starting at s[0..left), or 0 when it is not one (jansson's
- * utf8_iterate: no overlong forms, no surrogates, nothing above U+10FFFF). */
-static size_t utf8_len(const unsigned char *s, size_t left)
-{
-    size_t n;
-    uint32_t cp;
-
-    if (s[0] < 0x80)
-        return 1;
-    if (s[0] >= 0xC2 && s[0] <= 0xDF) {
-        n = 2;
-        cp = s[0] & 0x1F;
-    } else if (s[0] >= 0xE0 && s[0] <= 0xEF) {
-        n = 3;
-        cp = s[0] & 0x0F;
-    } else if (s[0] >= 0xF0 && s[0] <= 0xF4) {
-        n = 4;
-        cp = s[0] & 0x07;
-    } else {
-        return 0;
-    }
-    if (n > left)
-        return 0;
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3F);
-    }
-    if (cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF) || (n == 3 && cp < 0x800) ||
-        (n == 4 && cp < 0x10000))
-        return 0;
-    return n;
-}
-
 /* A string as jansson dumps it without JSON_ENSURE_ASCII / JSON_ESCAPE_SLASH: '"', '\' and
  * control characters escaped (\b \f \n \r \t, else \u00XX in capitals), the rest as is. */
 static void canon_string(struct canon *c, const char *str, size_t len)
@@ -318,7 +285,7 @@ static void canon_string(struct canon *c, const char *str, size_t len)
         size_t elen = 2;
 
         if (ch >= 0x80) {
-            size_t n = utf8_len(s + i, len - i);
+            size_t n = utf8_seq_len(s + i, len - i);
 
             if (!n) {
                 c->failed = true;

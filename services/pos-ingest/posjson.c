@@ -24,6 +24,7 @@
 #include "clock.h"
 #include "json_util.h"
 #include "textbuf.h"
+#include "utf8.h"
 #include "uuid.h"
 
 #define MAX_LINES    1000
@@ -1140,7 +1141,7 @@ static size_t skip_ws(const char *b, size_t n, size_t i)
  * JSON_REJECT_DUPLICATES) would, so that a body the split accepts is known to be JSON before
  * any of its items goes out (the items are then parsed while the first ones are already being
  * claimed and published). Besides RFC 8259's grammar that means jansson's own refusals:
- * invalid UTF-8 (overlong forms, surrogates, above U+10FFFF), \u0000, a lone or unpaired
+ * invalid UTF-8 (utf8_seq_len's refusals, which are jansson's), \u0000, a lone or unpaired
  * surrogate escape, an integer outside long long, a real that overflows a double, and a key
  * repeated in one object. It may refuse more than jansson (an escaped key, a number longer
  * than SPLIT_MAX_NUM, nesting past SPLIT_MAX_DEPTH, more than SPLIT_MAX_KEYS open keys): the
@@ -1175,35 +1176,6 @@ static int hex4(const unsigned char *p)
     return v;
 }
 
-/* One UTF-8 sequence at b[i] (a byte >= 0x80) as jansson's utf8_check_first/full judge it;
- * its length, or 0. */
-static size_t utf8_len(const unsigned char *b, size_t n, size_t i)
-{
-    unsigned c = b[i];
-    size_t len;
-    uint32_t v;
-
-    if (c >= 0xC2 && c <= 0xDF)
-        len = 2, v = c & 0x1F;
-    else if (c >= 0xE0 && c <= 0xEF)
-        len = 3, v = c & 0x0F;
-    else if (c >= 0xF0 && c <= 0xF4)
-        len = 4, v = c & 0x07;
-    else
-        return 0;
-    if (n - i < len)
-        return 0;
-    for (size_t k = 1; k < len; k++) {
-        if ((b[i + k] & 0xC0) != 0x80)
-            return 0;
-        v = (v << 6) | (b[i + k] & 0x3F);
-    }
-    if (v > 0x10FFFF || (v >= 0xD800 && v <= 0xDFFF) || (len == 3 && v < 0x800) ||
-        (len == 4 && v < 0x10000))
-        return 0;
-    return len;
-}
-
 /* The string at b[i] == '"'; *escaped tells whether it held a backslash. */
 static bool scan_string(struct scan *s, bool *escaped)
 {
@@ -1221,7 +1193,7 @@ static bool scan_string(struct scan *s, bool *escaped)
             return true;
         }
         if (b[i] >= 0x80) {
-            size_t len = utf8_len(b, n, i);
+            size_t len = utf8_seq_len(b + i, n - i);
 
             if (!len)
                 return false;
@@ -1308,13 +1280,19 @@ static bool scan_number(struct scan *s)
 
 static bool scan_value(struct scan *s, int depth);
 
+/* s->i past the whitespace from b[from]. */
+static void scan_ws(struct scan *s, size_t from)
+{
+    s->i = skip_ws((const char *)s->b, s->n, from);
+}
+
 /* After a member of an object or array: 1 past a ',' (and the space after it), 0 past the
  * closing bracket, -1 on anything else. */
 static int scan_next(struct scan *s, char close)
 {
-    s->i = skip_ws((const char *)s->b, s->n, s->i);
+    scan_ws(s, s->i);
     if (s->i < s->n && s->b[s->i] == ',') {
-        s->i = skip_ws((const char *)s->b, s->n, s->i + 1);
+        scan_ws(s, s->i + 1);
         return 1;
     }
     if (s->i >= s->n || s->b[s->i] != close)
@@ -1328,7 +1306,7 @@ static bool scan_object(struct scan *s, int depth)
 {
     size_t first = s->nkeys;
 
-    s->i = skip_ws((const char *)s->b, s->n, s->i + 1);
+    scan_ws(s, s->i + 1);
     if (s->i < s->n && s->b[s->i] == '}') {
         s->i++;
         return true;
@@ -1348,10 +1326,10 @@ static bool scan_object(struct scan *s, int depth)
             return false;
         s->keys[s->nkeys].p = key;
         s->keys[s->nkeys++].len = len;
-        s->i = skip_ws((const char *)s->b, s->n, s->i);
+        scan_ws(s, s->i);
         if (s->i >= s->n || s->b[s->i] != ':')
             return false;
-        s->i = skip_ws((const char *)s->b, s->n, s->i + 1);
+        scan_ws(s, s->i + 1);
         if (!scan_value(s, depth))
             return false;
         switch (scan_next(s, '}')) {
@@ -1368,7 +1346,7 @@ static bool scan_object(struct scan *s, int depth)
 
 static bool scan_array(struct scan *s, int depth)
 {
-    s->i = skip_ws((const char *)s->b, s->n, s->i + 1);
+    scan_ws(s, s->i + 1);
     if (s->i < s->n && s->b[s->i] == ']') {
         s->i++;
         return true;
@@ -1473,6 +1451,7 @@ int posjson_batch_split(const char *b, size_t n, size_t max_items, struct posjso
         else
             for (;;) {
                 size_t end;
+                int next;
 
                 if (i >= n || b[i] != '{' || !(end = object_end(sc, i)))
                     goto fallback; /* not an object, or not closed */
@@ -1487,15 +1466,13 @@ int posjson_batch_split(const char *b, size_t n, size_t max_items, struct posjso
                 sp[count].group = (int)g;
                 sp[count].off = i;
                 sp[count++].len = end - i;
-                i = skip_ws(b, n, end);
-                if (i < n && b[i] == ',') {
-                    i = skip_ws(b, n, i + 1);
-                    continue;
-                }
-                if (i >= n || b[i] != ']')
+                sc->i = end;
+                next = scan_next(sc, ']');
+                if (next < 0)
                     goto fallback;
-                i++;
-                break;
+                i = sc->i;
+                if (next == 0)
+                    break;
             }
         len[g] = count - start[g];
         i = skip_ws(b, n, i);

@@ -389,9 +389,11 @@ static void test_batch_split(void **state)
         }
         free(sp);
     }
-    for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]) + 2; i++) {
-        bool is_left = i >= sizeof(refused) / sizeof(refused[0]);
-        const char *item = is_left ? left[i - sizeof(refused) / sizeof(refused[0])] : refused[i];
+    const size_t nrefused = sizeof(refused) / sizeof(refused[0]);
+
+    for (size_t i = 0; i < nrefused + sizeof(left) / sizeof(left[0]); i++) {
+        bool is_left = i >= nrefused;
+        const char *item = is_left ? left[i - nrefused] : refused[i];
         char b[256], err[256];
         json_t *all;
 
