@@ -6,16 +6,22 @@
  * transaction, and on_assign hands those offsets back to librdkafka. A batch that fails is
  * redelivered whole; its events that did commit earlier are duplicates (applied_events).
  *
- * Two batches overlap (a deferred consumer, kafka.h): a worker thread applies batch k while
- * the consumer thread frees k-1's records, gathers k+1 and decodes it; only then does it wait
- * for k. At most one batch is in Postgres at a time, so batches commit in consumer order and
- * a crash leaves a prefix of them committed. If k fails, k+1 is not started and both are
- * redelivered from k's first records (KAFKA_PREVIOUS_FAILED).
+ * Two batches overlap (a deferred consumer, kafka.h). Each of two worker threads applies every
+ * other batch on a connection of its own. While batch k is with one worker, the consumer thread
+ * frees k-1's records, gathers k+1, decodes it and hands it to the other worker, which runs
+ * store_begin() (dedupe, once k's dedupe is done) and store_prepare() (the entries, for batches
+ * that only move stock) at once; then the consumer thread waits for k. Only when k has
+ * committed may k+1 go on to store_commit() (locks, balances, offsets, COMMIT): batches commit
+ * in consumer order and a crash leaves a prefix of them committed. If k fails, k+1 is rolled
+ * back and both are redelivered from k's first records (KAFKA_PREVIOUS_FAILED). Each worker
+ * holds a pool connection from its store_begin() to its COMMIT, so PG_POOL_SIZE should leave
+ * two for them besides the publisher's and the API's.
  */
 #include "app.h"
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,6 +78,20 @@ struct job {
     size_t cap;
 };
 
+/* A worker thread and the batch it applies. Under app->mu: handed = the job waits for the
+ * worker; busy = handed and not settled; begun = its store_begin() returned; gate = whether the
+ * batch before it committed (1), failed (-1) or is not done (0); done = the worker finished it
+ * with result. */
+struct slot {
+    struct app *app;
+    struct job job;
+    pthread_t thread;
+    bool started, handed, busy, begun, done;
+    uint64_t seq; /* of the batch handed last (batches are numbered from 1 in consumer order) */
+    int gate;
+    int result;
+};
+
 struct app {
     struct service *svc;
     struct publisher *pub;
@@ -80,18 +100,13 @@ struct app {
     char topics[3][256];
     char dlq[256];
     struct metric *applied, *dups, *entries, *batches, *failures, *batch_seconds;
-    /* jobs[next] is decoded by the consumer thread while jobs[!next] may be with the worker */
-    struct job jobs[2];
+    /* slots[next] takes the batch being decoded; slots[!next] has the one before it */
+    struct slot slots[2];
     int next;
-    pthread_t worker;
-    bool worker_started;
-    /* under mu: handed = a job waits for the worker; busy = a job is handed and not settled;
-     * done = the worker finished it with result */
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    struct job *handed;
-    bool busy, done, stop;
-    int result;
+    bool stop;
+    uint64_t seq; /* batches handed so far */
 };
 
 static int on_assign(void *opaque, rd_kafka_topic_partition_list_t *parts)
@@ -149,23 +164,89 @@ static void job_release(struct job *j)
     j->noffs = 0;
 }
 
-/* Apply one job in its transaction (on the worker thread). Returns 0 or negative. */
-static int job_apply(struct app *app, struct job *j)
+/* Wait until the batch before sl's is settled, and return sl->gate. */
+static int gate_wait(struct slot *sl)
 {
+    struct app *app = sl->app;
+    int gate;
+
+    pthread_mutex_lock(&app->mu);
+    while (!sl->gate)
+        pthread_cond_wait(&app->cv, &app->mu);
+    gate = sl->gate;
+    pthread_mutex_unlock(&app->mu);
+    return gate;
+}
+
+/*
+ * Wait until the batch before sl's (the other slot's) has passed its store_begin(). Two dedupes
+ * at once could deadlock: if batch k+1 inserted an event id of batch k first, k would wait for
+ * k+1's transaction and k+1 for k's commit, a wait Postgres cannot see.
+ */
+static void before_begun(struct slot *sl)
+{
+    struct app *app = sl->app;
+    struct slot *before = &app->slots[sl == &app->slots[0]];
+
+    pthread_mutex_lock(&app->mu);
+    while (before->seq + 1 == sl->seq && before->busy && !before->begun && !before->done)
+        pthread_cond_wait(&app->cv, &app->mu);
+    pthread_mutex_unlock(&app->mu);
+}
+
+static void mark_begun(struct slot *sl)
+{
+    pthread_mutex_lock(&sl->app->mu);
+    sl->begun = true;
+    pthread_cond_broadcast(&sl->app->cv);
+    pthread_mutex_unlock(&sl->app->mu);
+}
+
+/*
+ * Apply the slot's job in its transaction (on the slot's worker thread): store_begin() once the
+ * batch before it has passed its own, store_prepare(), then store_commit() once that batch
+ * committed. Returns 0 or negative. When no connection is free at once (a small PG_POOL_SIZE),
+ * it waits for that commit first.
+ */
+static int job_apply(struct slot *sl)
+{
+    struct app *app = sl->app;
+    struct job *j = &sl->job;
     struct store_stats st = {0};
+    struct store_batch *b = NULL;
     struct timespec t0, t1;
     char err[512];
     PGconn *c;
-    int rc;
+    int rc, gate = 0;
 
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    c = pg_acquire(app->svc->pg, 5000, err, sizeof(err));
+    before_begun(sl);
+    c = pg_acquire(app->svc->pg, 0, err, sizeof(err));
     if (!c) {
-        rc = -EIO;
-        goto out;
+        if ((gate = gate_wait(sl)) < 0)
+            return -ECANCELED;
+        c = pg_acquire(app->svc->pg, 5000, err, sizeof(err));
+        if (!c) {
+            rc = -EIO;
+            goto out;
+        }
     }
-    rc = store_apply(c, &app->ctx, j->evs, j->nev, j->offs, j->noffs, &st, err, sizeof(err));
+    rc = store_begin(c, &app->ctx, j->evs, j->nev, &b, err, sizeof(err));
+    mark_begun(sl);
+    if (rc == 0)
+        rc = store_prepare(b);
+    if (!gate)
+        gate = gate_wait(sl);
+    if (rc == 0 && gate < 0) {
+        store_abort(b);
+        pg_release(app->svc->pg, c);
+        return -ECANCELED;
+    }
+    if (rc == 0)
+        rc = store_commit(b, j->offs, j->noffs, &st, err, sizeof(err));
     pg_release(app->svc->pg, c);
+    if (gate < 0)
+        return -ECANCELED;
     if (rc == 0) {
         clock_gettime(CLOCK_MONOTONIC, &t1);
         metric_add(app->applied, (double)st.events);
@@ -185,49 +266,56 @@ out:
 
 static void *worker_main(void *opaque)
 {
-    struct app *app = opaque;
+    struct slot *sl = opaque;
+    struct app *app = sl->app;
 
     pthread_mutex_lock(&app->mu);
     for (;;) {
-        struct job *j;
         int rc;
 
-        while (!app->handed && !app->stop)
+        while (!sl->handed && !app->stop)
             pthread_cond_wait(&app->cv, &app->mu);
-        if (!app->handed)
+        if (!sl->handed)
             break;
-        j = app->handed;
-        app->handed = NULL;
+        sl->handed = false;
         pthread_mutex_unlock(&app->mu);
-        rc = job_apply(app, j);
+        rc = job_apply(sl);
         pthread_mutex_lock(&app->mu);
-        app->result = rc;
-        app->done = true;
+        sl->result = rc;
+        sl->done = true;
         pthread_cond_broadcast(&app->cv);
     }
     pthread_mutex_unlock(&app->mu);
     return NULL;
 }
 
-/* Wait for the job with the worker (if any) and free its events. Returns its result. */
-static int on_settle(void *opaque)
+/* Wait for the slot's job (if handed) and free its events. Returns its result. */
+static int slot_settle(struct slot *sl)
 {
-    struct app *app = opaque;
+    struct app *app = sl->app;
     int rc;
 
     pthread_mutex_lock(&app->mu);
-    if (!app->busy) {
+    if (!sl->busy) {
         pthread_mutex_unlock(&app->mu);
         return 0;
     }
-    while (!app->done)
+    while (!sl->done)
         pthread_cond_wait(&app->cv, &app->mu);
-    rc = app->result;
-    app->busy = false;
-    app->done = false;
+    rc = sl->result;
+    sl->busy = false;
+    sl->done = false;
     pthread_mutex_unlock(&app->mu);
-    job_release(&app->jobs[!app->next]);
+    job_release(&sl->job);
     return rc;
+}
+
+/* Wait for the batch last accepted by on_batch (if any). Returns its result. */
+static int on_settle(void *opaque)
+{
+    struct app *app = opaque;
+
+    return slot_settle(&app->slots[!app->next]);
 }
 
 /* The full topic name (in app->topics) a record came from, NULL when not ours. */
@@ -259,14 +347,16 @@ static int job_grow(struct job *j, size_t n)
 }
 
 /*
- * Decode the batch into jobs[next], wait for the batch with the worker, then hand this one
- * over. Returns 0 (this batch in flight), KAFKA_PREVIOUS_FAILED, or negative when this batch
- * cannot start (the previous one committed).
+ * Decode the batch into slots[next] and hand it to that slot's worker (store_begin() starts at
+ * once), then wait for the batch before it and let this one commit only if that one did.
+ * Returns 0 (this batch in flight), KAFKA_PREVIOUS_FAILED (this one rolled back too), or
+ * negative when this batch cannot start (the previous one committed).
  */
 static int on_batch(void *opaque, struct kafka_message *msgs, size_t n)
 {
     struct app *app = opaque;
-    struct job *j = &app->jobs[app->next];
+    struct slot *sl = &app->slots[app->next];
+    struct job *j = &sl->job;
     char err[512];
     int rc = 0, prev;
 
@@ -306,16 +396,23 @@ static int on_batch(void *opaque, struct kafka_message *msgs, size_t n)
             goto fail;
         }
     }
-    prev = on_settle(app);
-    if (prev) {
-        job_release(j);
-        return KAFKA_PREVIOUS_FAILED;
-    }
     pthread_mutex_lock(&app->mu);
-    app->handed = j;
-    app->busy = true;
+    sl->handed = true;
+    sl->busy = true;
+    sl->begun = false;
+    sl->seq = ++app->seq;
+    sl->gate = 0;
     pthread_cond_broadcast(&app->cv);
     pthread_mutex_unlock(&app->mu);
+    prev = slot_settle(&app->slots[!app->next]);
+    pthread_mutex_lock(&app->mu);
+    sl->gate = prev ? -1 : 1;
+    pthread_cond_broadcast(&app->cv);
+    pthread_mutex_unlock(&app->mu);
+    if (prev) {
+        slot_settle(sl); /* rolled back: redelivered with the batch before it */
+        return KAFKA_PREVIOUS_FAILED;
+    }
     app->next = !app->next;
     return 0;
 fail:
@@ -333,21 +430,21 @@ static void app_free(struct app *app)
     if (!app)
         return;
     kafka_consumer_free(app->consumer); /* settles the batch in flight */
-    if (app->worker_started) {
-        on_settle(app);
-        pthread_mutex_lock(&app->mu);
-        app->stop = true;
-        pthread_cond_broadcast(&app->cv);
-        pthread_mutex_unlock(&app->mu);
-        pthread_join(app->worker, NULL);
-    }
+    on_settle(app);
+    pthread_mutex_lock(&app->mu);
+    app->stop = true;
+    pthread_cond_broadcast(&app->cv);
+    pthread_mutex_unlock(&app->mu);
+    for (int i = 0; i < 2; i++)
+        if (app->slots[i].started)
+            pthread_join(app->slots[i].thread, NULL);
     pthread_mutex_destroy(&app->mu);
     pthread_cond_destroy(&app->cv);
     publisher_free(app->pub);
     for (int i = 0; i < 2; i++) {
-        job_release(&app->jobs[i]);
-        free(app->jobs[i].evs);
-        free(app->jobs[i].offs);
+        job_release(&app->slots[i].job);
+        free(app->slots[i].job.evs);
+        free(app->slots[i].job.offs);
     }
     free(app);
 }
@@ -367,6 +464,7 @@ static int app_start(struct service *svc, void **state, const struct http_route 
         return -ENOMEM;
     }
     app->svc = svc;
+    app->slots[0].app = app->slots[1].app = app;
     pthread_mutex_init(&app->mu, NULL);
     pthread_cond_init(&app->cv, NULL);
     app->ctx.tenant_id = svc->tenant_id;
@@ -419,11 +517,13 @@ static int app_start(struct service *svc, void **state, const struct http_route 
     }
     if (!app->consumer)
         goto fail;
-    if (pthread_create(&app->worker, NULL, worker_main, app) != 0) {
-        snprintf(err, errlen, "cannot start the batch worker thread");
-        goto fail;
+    for (int i = 0; i < 2; i++) {
+        if (pthread_create(&app->slots[i].thread, NULL, worker_main, &app->slots[i]) != 0) {
+            snprintf(err, errlen, "cannot start the batch worker threads");
+            goto fail;
+        }
+        app->slots[i].started = true;
     }
-    app->worker_started = true;
     if (!holds_state && !(holds_state = holds_new(svc, cfg.publish_interval_ms, err, errlen)))
         goto fail;
     app->ctx.batch_hook = holds_batch_hook;

@@ -13,6 +13,14 @@
  *   5. write entries (one COPY), balances (+ level outbox), the batch hook; then exceptions,
  *      offsets and COMMIT in one libpq pipeline (one round trip, see pipeline_collect()).
  *
+ * A batch whose new events only move stock (sales, returns, receipts, transfers, damage; no
+ * count, void or release) has phases 3-5 split by store_prepare(): its entries depend on
+ * nothing but each key's last count, so they are derived from an unlocked read of it and
+ * written (phase 5's COPY, under the savepoint "early") before the lock, while the batch before
+ * may still be committing. store_commit() then locks (phase 3) and compares: a last count
+ * that moved meanwhile (a count of a replica or of the batch before) means rolling back to
+ * "early" and deriving the entries again under the lock, as phase 4 does for other batches.
+ *
  * Cost per batch of 1000 one-line events (debug log "batch phases us"): the entries' COPY is
  * the bulk; COPY rather than INSERT … SELECT unnest() because it skips the executor per row.
  */
@@ -36,6 +44,7 @@
 struct key {
     const char *sku, *loc;
     int64_t last_count; /* occurred-at of the newest count, 0 = none */
+    int64_t seen_count; /* last_count as keys_peek() read it, before the lock */
     int64_t d[3];       /* deltas of the batch per bucket */
     bool counted;       /* last_count moved in this batch */
     bool known_sku, known_loc;
@@ -486,31 +495,40 @@ static int cmp_keys(const void *x, const void *y)
     return c ? c : strcmp(p->loc, q->loc);
 }
 
-static int keys_lock(struct applier *a)
+/* The batch's keys as text arrays params[1] (skus) and params[2] (locations), sorted by key (the
+ * order the lock takes them in); params[0] is the tenant. Returns 0 or -ENOMEM. */
+static int keys_params(struct applier *a, struct pgarr *skus, struct pgarr *locs,
+                       const char *params[3])
 {
-    struct key **sorted = NULL;
-    struct pgarr skus, locs;
-    const char *params[3];
-    int rc = -ENOMEM;
+    struct key **sorted = malloc((a->nkeys ? a->nkeys : 1) * sizeof(*sorted));
 
-    pgarr_init(&skus);
-    pgarr_init(&locs);
-    if (a->nkeys == 0)
-        return 0;
-    sorted = malloc(a->nkeys * sizeof(*sorted));
     if (!sorted)
-        goto out;
+        return -ENOMEM;
     for (size_t i = 0; i < a->nkeys; i++)
         sorted[i] = &a->keys[i];
     qsort(sorted, a->nkeys, sizeof(*sorted), cmp_keys);
     for (size_t i = 0; i < a->nkeys; i++) {
-        pgarr_text(&skus, sorted[i]->sku);
-        pgarr_text(&locs, sorted[i]->loc);
+        pgarr_text(skus, sorted[i]->sku);
+        pgarr_text(locs, sorted[i]->loc);
     }
+    free(sorted);
     params[0] = a->ctx->tenant_id;
-    params[1] = pgarr_finish(&skus);
-    params[2] = pgarr_finish(&locs);
-    if (!params[1] || !params[2])
+    params[1] = pgarr_finish(skus);
+    params[2] = pgarr_finish(locs);
+    return params[1] && params[2] ? 0 : -ENOMEM;
+}
+
+static int keys_lock(struct applier *a)
+{
+    struct pgarr skus, locs;
+    const char *params[3];
+    int rc;
+
+    if (a->nkeys == 0)
+        return 0;
+    pgarr_init(&skus);
+    pgarr_init(&locs);
+    if ((rc = keys_params(a, &skus, &locs, params)))
         goto out;
     /* Lock the existing rows (most keys, once a key has been seen) in key order; C collation
      * for the ORDER BY so Postgres locks in the order we sorted (strcmp). Only when some are
@@ -554,7 +572,46 @@ static int keys_lock(struct applier *a)
 out:
     pgarr_release(&skus);
     pgarr_release(&locs);
-    free(sorted);
+    return rc;
+}
+
+/*
+ * Read each key's last count without locking it (store_begin()'s early entries): a key with
+ * no balance row yet has none. Moves depend on nothing else, and keys_lock() later checks the
+ * figure under the lock (keys_moved()).
+ */
+static int keys_peek(struct applier *a)
+{
+    struct pgarr skus, locs;
+    const char *params[3];
+    PGresult *res = NULL;
+    int rc;
+
+    if (a->nkeys == 0)
+        return 0;
+    pgarr_init(&skus);
+    pgarr_init(&locs);
+    if ((rc = keys_params(a, &skus, &locs, params)))
+        goto out;
+    rc = run(a, "peek balances",
+             "SELECT b.sku, b.location_id, b.last_count_at_ms "
+             "FROM balances b JOIN unnest($2::text[], $3::text[]) AS k(s, l) "
+             "  ON b.tenant_id = $1 AND b.sku = k.s AND b.location_id = k.l",
+             3, params, &res);
+    if (rc)
+        goto out;
+    for (int r = 0; r < PQntuples(res); r++) {
+        size_t k = key_get(a, PQgetvalue(res, r, 0), PQgetvalue(res, r, 1), false);
+
+        if (k != (size_t)-1)
+            a->keys[k].last_count = strtoll(PQgetvalue(res, r, 2), NULL, 10);
+    }
+    for (size_t i = 0; i < a->nkeys; i++)
+        a->keys[i].seen_count = a->keys[i].last_count;
+out:
+    PQclear(res);
+    pgarr_release(&skus);
+    pgarr_release(&locs);
     return rc;
 }
 
@@ -779,8 +836,13 @@ static int ops_apply(struct applier *a)
 
 /* ---- phase 5: writes */
 
-/* The batch's entries, in one COPY (the ledger's id keeps their order). */
-static int entries_write(struct applier *a, int64_t now)
+#define ENTRIES_COPY                                                                               \
+    "COPY ledger_entries (tenant_id, sku, location_id, bucket, delta, reason, event_id, "          \
+    "source_ref, line_ref, occurred_at_ms, recorded_at_ms) FROM STDIN"
+
+/* The batch's entries, in one COPY (the ledger's id keeps their order); with savepoint, the
+ * savepoint "early" is set first, in the same query (store_begin()). */
+static int entries_write(struct applier *a, int64_t now, bool savepoint)
 {
     struct copybuf b = {0};
     int rc;
@@ -803,9 +865,7 @@ static int entries_write(struct applier *a, int64_t now)
         copy_int(&b, r->occurred, '\t');
         copy_int(&b, now, '\n');
     }
-    rc = copy_rows(a, "ledger insert",
-                   "COPY ledger_entries (tenant_id, sku, location_id, bucket, delta, reason, "
-                   "event_id, source_ref, line_ref, occurred_at_ms, recorded_at_ms) FROM STDIN",
+    rc = copy_rows(a, "ledger insert", savepoint ? "SAVEPOINT early; " ENTRIES_COPY : ENTRIES_COPY,
                    &b);
     free(b.buf);
     return rc;
@@ -1085,102 +1145,251 @@ static int keys_collect(struct applier *a)
     return 0;
 }
 
-int store_apply(PGconn *conn, const struct store_ctx *ctx, const struct ledger_event *evs, size_t n,
-                const struct store_offset *offs, size_t noffs, struct store_stats *st, char *err,
-                size_t errlen)
+/* Whether every new event only moves stock (no count, void or release): its entries then
+ * depend on nothing but each key's last count. */
+static bool moves_only(const struct applier *a)
 {
-    struct applier a = {.conn = conn, .ctx = ctx, .evs = evs, .n = n, .err = err, .errlen = errlen};
-    struct store_stats local = {0};
-    int64_t now = clock_now_ms();
-    int rc;
+    for (size_t i = 0; i < a->n; i++)
+        for (size_t j = 0; a->isnew[i] && j < a->evs[i].nops; j++)
+            if (a->evs[i].ops[j].kind != LEDGER_OP_MOVE)
+                return false;
+    return true;
+}
 
-    a.isnew = calloc(n ? n : 1, sizeof(*a.isnew));
-    if (!a.isnew) {
-        snprintf(err, errlen, "out of memory");
-        return -ENOMEM;
-    }
-    {
-        int64_t t[8];
-        char buf[160];
+/* Whether a key's last count moved between keys_peek() and keys_lock(). */
+static bool keys_moved(const struct applier *a)
+{
+    for (size_t i = 0; i < a->nkeys; i++)
+        if (a->keys[i].last_count != a->keys[i].seen_count)
+            return true;
+    return false;
+}
 
-        t[0] = mono_us();
-        if ((rc = dedupe(&a, &local)))
-            goto rollback;
-        t[1] = mono_us();
-        if ((rc = keys_collect(&a)) || (rc = lookups_load(&a)) || (rc = keys_lock(&a)))
-            goto rollback;
-        t[2] = mono_us();
-        if ((rc = ops_apply(&a)))
-            goto rollback;
-        t[3] = mono_us();
-        if ((rc = entries_write(&a, now)))
-            goto rollback;
-        t[4] = mono_us();
-        if ((rc = balances_write(&a, now)))
-            goto rollback;
-        t[5] = mono_us();
-        /* call-out (holds, issue 4): same transaction, its own statements */
-        if (ctx->batch_hook &&
-            (rc = ctx->batch_hook(ctx->batch_hook_opaque, conn, evs, n, err, errlen)))
-            goto rollback;
-        /* the tail in one round trip: exception rows, offsets and COMMIT pipelined */
-        if (PQenterPipelineMode(conn) != 1) {
-            rc = sql_fail(&a, NULL, "pipeline");
-            goto rollback;
-        }
-        a.pipeline = true;
-        if ((rc = exceptions_write(&a, now, &local)) || (rc = offsets_write(&a, offs, noffs)) ||
-            (rc = send_stmt(&a, "commit", "COMMIT", 0, NULL)))
-            goto rollback;
-        t[6] = mono_us();
-        if (PQpipelineSync(conn) != 1) {
-            rc = sql_fail(&a, NULL, "commit");
-            goto rollback;
-        }
-        if ((rc = pipeline_collect(&a)))
-            goto rollback;
-        t[7] = mono_us();
-        snprintf(buf, sizeof(buf), "%lld %lld %lld %lld %lld %lld %lld", (long long)(t[1] - t[0]),
-                 (long long)(t[2] - t[1]), (long long)(t[3] - t[2]), (long long)(t[4] - t[3]),
-                 (long long)(t[5] - t[4]), (long long)(t[6] - t[5]), (long long)(t[7] - t[6]));
-        log_kv(LOG_LVL_DEBUG, "batch phases us", "dedupe_lock_ops_entries_balances_rest_commit",
-               buf, NULL);
+/* Forget the entries, deltas and exceptions ops_apply() derived (to derive them again). */
+static void ops_forget(struct applier *a)
+{
+    a->nrows = 0;
+    a->nexcs = 0;
+    for (size_t i = 0; i < a->nkeys; i++) {
+        struct key *k = &a->keys[i];
+
+        memset(k->d, 0, sizeof(k->d));
+        k->used = false;
+        k->counted = false;
+        k->first_ev = 0;
     }
-    if (rc == 0) {
-        local.entries = a.nrows;
-        if (st) {
-            st->events += local.events;
-            st->duplicates += local.duplicates;
-            st->entries += local.entries;
-            st->exceptions += local.exceptions;
-        }
-    }
-    goto out;
-rollback:
-    if (rc == -ENOMEM)
-        snprintf(err, errlen, "out of memory");
-    if (a.pipeline) {
+}
+
+enum { PH_DEDUPE, PH_EARLY, PH_LOCK, PH_ENTRIES, PH_BALANCES, PH_SEND, PH_COMMIT, PH_N };
+
+struct store_batch {
+    struct applier a;
+    struct store_stats local;
+    int64_t now;
+    bool early;     /* the entries were derived (and written) before the keys were locked */
+    bool savepoint; /* … and the savepoint "early" precedes them */
+    int64_t us[PH_N];
+};
+
+static void batch_free(struct store_batch *b)
+{
+    struct applier *a = &b->a;
+
+    PQclear(a->lookups);
+    PQclear(a->locked);
+    free(a->isnew);
+    free(a->keys);
+    free(a->slots);
+    free(a->rows);
+    free(a->excs);
+    free(b);
+}
+
+/* Roll the batch's transaction back and free it. */
+static void batch_rollback(struct store_batch *b)
+{
+    struct applier *a = &b->a;
+
+    if (a->pipeline) {
         /* a statement could not be sent: end the pipeline (the server runs what it got,
          * then the ROLLBACK below undoes it) */
         char keep[512];
 
-        snprintf(keep, sizeof(keep), "%s", err);
-        if (PQpipelineSync(conn) == 1)
-            pipeline_collect(&a);
+        snprintf(keep, sizeof(keep), "%s", a->err);
+        if (PQpipelineSync(a->conn) == 1)
+            pipeline_collect(a);
         else
-            PQexitPipelineMode(conn);
-        snprintf(err, errlen, "%s", keep);
+            PQexitPipelineMode(a->conn);
+        snprintf(a->err, a->errlen, "%s", keep);
     }
-    PQclear(PQexec(conn, "ROLLBACK"));
-out:
-    PQclear(a.lookups);
-    PQclear(a.locked);
-    free(a.isnew);
-    free(a.keys);
-    free(a.slots);
-    free(a.rows);
-    free(a.excs);
+    PQclear(PQexec(a->conn, "ROLLBACK"));
+    batch_free(b);
+}
+
+int store_begin(PGconn *conn, const struct store_ctx *ctx, const struct ledger_event *evs, size_t n,
+                struct store_batch **out, char *err, size_t errlen)
+{
+    struct store_batch *b = calloc(1, sizeof(*b));
+    bool *isnew = calloc(n ? n : 1, sizeof(*isnew));
+    struct applier *a;
+    int64_t t0 = mono_us();
+    int rc;
+
+    *out = NULL;
+    if (!b || !isnew) {
+        free(b);
+        free(isnew);
+        snprintf(err, errlen, "out of memory");
+        return -ENOMEM;
+    }
+    a = &b->a;
+    *a = (struct applier){
+        .conn = conn, .ctx = ctx, .evs = evs, .n = n, .isnew = isnew, .err = err, .errlen = errlen};
+    b->now = clock_now_ms();
+    if ((rc = dedupe(a, &b->local)))
+        goto fail;
+    b->us[PH_DEDUPE] = mono_us() - t0;
+    *out = b;
+    return 0;
+fail:
+    if (rc == -ENOMEM)
+        snprintf(err, errlen, "out of memory");
+    batch_rollback(b);
     return rc;
+}
+
+int store_prepare(struct store_batch *b)
+{
+    struct applier *a = &b->a;
+    int64_t t0 = mono_us();
+    int rc;
+
+    if (!moves_only(a))
+        return 0;
+    b->early = true;
+    if ((rc = keys_collect(a)) || (rc = keys_peek(a)) || (rc = ops_apply(a)))
+        goto fail;
+    b->savepoint = a->nrows > 0;
+    if ((rc = entries_write(a, b->now, true)))
+        goto fail;
+    b->us[PH_EARLY] = mono_us() - t0;
+    return 0;
+fail:
+    if (rc == -ENOMEM)
+        snprintf(a->err, a->errlen, "out of memory");
+    batch_rollback(b);
+    return rc;
+}
+
+void store_abort(struct store_batch *b)
+{
+    char err[512];
+
+    if (!b)
+        return;
+    b->a.err = err;
+    b->a.errlen = sizeof(err);
+    batch_rollback(b);
+}
+
+int store_commit(struct store_batch *b, const struct store_offset *offs, size_t noffs,
+                 struct store_stats *st, char *err, size_t errlen)
+{
+    struct applier *a = &b->a;
+    PGconn *conn = a->conn;
+    int64_t t0 = mono_us();
+    int rc;
+
+    a->err = err;
+    a->errlen = errlen;
+    if (b->early) {
+        if ((rc = keys_lock(a)))
+            goto rollback;
+        b->us[PH_LOCK] = mono_us() - t0;
+        t0 = mono_us();
+        /* a key's last count moved since the peek (a count committed meanwhile): derive the
+         * entries again under the lock, as a batch without early entries does */
+        if (keys_moved(a)) {
+            log_kv(LOG_LVL_DEBUG, "a count moved under the batch, entries derived again", NULL);
+            if (b->savepoint &&
+                (rc = run(a, "early rollback", "ROLLBACK TO SAVEPOINT early", 0, NULL, NULL)))
+                goto rollback;
+            ops_forget(a);
+            if ((rc = ops_apply(a)) || (rc = entries_write(a, b->now, false)))
+                goto rollback;
+        }
+    } else {
+        if ((rc = keys_collect(a)) || (rc = lookups_load(a)) || (rc = keys_lock(a)))
+            goto rollback;
+        b->us[PH_LOCK] = mono_us() - t0;
+        t0 = mono_us();
+        if ((rc = ops_apply(a)) || (rc = entries_write(a, b->now, false)))
+            goto rollback;
+    }
+    b->us[PH_ENTRIES] = mono_us() - t0;
+    t0 = mono_us();
+    if ((rc = balances_write(a, b->now)))
+        goto rollback;
+    /* call-out (holds, issue 4): same transaction, its own statements */
+    if (a->ctx->batch_hook &&
+        (rc = a->ctx->batch_hook(a->ctx->batch_hook_opaque, conn, a->evs, a->n, err, errlen)))
+        goto rollback;
+    b->us[PH_BALANCES] = mono_us() - t0;
+    t0 = mono_us();
+    /* the tail in one round trip: exception rows, offsets and COMMIT pipelined */
+    if (PQenterPipelineMode(conn) != 1) {
+        rc = sql_fail(a, NULL, "pipeline");
+        goto rollback;
+    }
+    a->pipeline = true;
+    if ((rc = exceptions_write(a, b->now, &b->local)) || (rc = offsets_write(a, offs, noffs)) ||
+        (rc = send_stmt(a, "commit", "COMMIT", 0, NULL)))
+        goto rollback;
+    if (PQpipelineSync(conn) != 1) {
+        rc = sql_fail(a, NULL, "commit");
+        goto rollback;
+    }
+    b->us[PH_SEND] = mono_us() - t0;
+    t0 = mono_us();
+    if ((rc = pipeline_collect(a)))
+        goto rollback;
+    b->us[PH_COMMIT] = mono_us() - t0;
+    {
+        char buf[160];
+
+        snprintf(buf, sizeof(buf), "%lld %lld %lld %lld %lld %lld %lld %s",
+                 (long long)b->us[PH_DEDUPE], (long long)b->us[PH_EARLY], (long long)b->us[PH_LOCK],
+                 (long long)b->us[PH_ENTRIES], (long long)b->us[PH_BALANCES],
+                 (long long)b->us[PH_SEND], (long long)b->us[PH_COMMIT],
+                 b->early ? "early" : "locked");
+        log_kv(LOG_LVL_DEBUG, "batch phases us", "dedupe_early_lock_entries_balances_send_commit",
+               buf, NULL);
+    }
+    if (st) {
+        st->events += b->local.events;
+        st->duplicates += b->local.duplicates;
+        st->entries += a->nrows;
+        st->exceptions += b->local.exceptions;
+    }
+    batch_free(b);
+    return 0;
+rollback:
+    if (rc == -ENOMEM)
+        snprintf(err, errlen, "out of memory");
+    batch_rollback(b);
+    return rc;
+}
+
+int store_apply(PGconn *conn, const struct store_ctx *ctx, const struct ledger_event *evs, size_t n,
+                const struct store_offset *offs, size_t noffs, struct store_stats *st, char *err,
+                size_t errlen)
+{
+    struct store_batch *b;
+    int rc = store_begin(conn, ctx, evs, n, &b, err, errlen);
+
+    if (rc == 0)
+        rc = store_prepare(b);
+    return rc ? rc : store_commit(b, offs, noffs, st, err, errlen);
 }
 
 int store_offsets_load(PGconn *conn, const char *group_id, rd_kafka_topic_partition_list_t *parts,

@@ -6,8 +6,10 @@
  * durable, or none: a kill -9 anywhere replays the batch, whose events are then duplicates.
  *
  * Concurrency: every (sku, location) a batch touches is locked (row lock on balances, in key
- * order, so replicas never deadlock on each other) before anything is read, so counts and
- * late-sale corrections see a stable ledger for their keys.
+ * order, so replicas never deadlock on each other) before its balances are written, so counts
+ * and late-sale corrections see a stable ledger for their keys. A batch that only moves stock
+ * writes its entries before the lock and checks under it that no key's last count moved
+ * (store_prepare()).
  *
  * Counts: a cycle count or snapshot at time T sets on_hand as of T: its entry is
  * counted − Σ(on_hand entries with occurred_at ≤ T), and T becomes the key's last count. An
@@ -63,6 +65,32 @@ struct store_stats {
 int store_apply(PGconn *conn, const struct store_ctx *ctx, const struct ledger_event *evs, size_t n,
                 const struct store_offset *offs, size_t noffs, struct store_stats *st, char *err,
                 size_t errlen);
+
+/*
+ * store_apply() in steps, so that a batch's first part can run while the batch before it
+ * commits on another connection (app.c):
+ * - store_begin() opens the transaction on conn and dedupes. Returns 0 with *out set, or what
+ *   store_apply() returns (nothing left open).
+ * - store_prepare(): when every new event only moves stock (no count, void or release), reads
+ *   each key's last count without a lock and writes the entries under a savepoint; otherwise
+ *   nothing. It takes no lock the batch before could wait for. Returns 0, or what
+ *   store_apply() returns (*b rolled back and freed).
+ * - then exactly one of: store_commit(), which locks the keys; if a key's last count moved
+ *   since it was read, rolls back to the savepoint and derives the entries again; then
+ *   balances, hook, exceptions, offsets and COMMIT. Returns like store_apply(); *b is freed
+ *   either way. Or store_abort(): rolls back and frees *b.
+ * Dedupe inserts the batch's event ids, so a batch must not start its store_begin() before the
+ * batch before it returned from its own: if k+1 held an id of k first, k would wait for k+1
+ * and k+1 for k's commit, a wait Postgres cannot see. evs, ctx and conn must stay valid until
+ * the end; err is where store_begin() and store_prepare() write, store_commit() takes its own.
+ */
+struct store_batch;
+int store_begin(PGconn *conn, const struct store_ctx *ctx, const struct ledger_event *evs, size_t n,
+                struct store_batch **out, char *err, size_t errlen);
+int store_prepare(struct store_batch *b);
+int store_commit(struct store_batch *b, const struct store_offset *offs, size_t noffs,
+                 struct store_stats *st, char *err, size_t errlen);
+void store_abort(struct store_batch *b);
 
 /*
  * Set .offset of every partition of parts to the next offset stored for group_id, leaving
