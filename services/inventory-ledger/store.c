@@ -44,7 +44,7 @@
 struct key {
     const char *sku, *loc;
     int64_t last_count; /* occurred-at of the newest count, 0 = none */
-    int64_t seen_count; /* last_count as keys_peek() read it, before the lock */
+    int64_t seen_count; /* last_count as read before the lock (store_prepare()) */
     int64_t d[3];       /* deltas of the batch per bucket */
     bool counted;       /* last_count moved in this batch */
     bool known_sku, known_loc;
@@ -495,40 +495,46 @@ static int cmp_keys(const void *x, const void *y)
     return c ? c : strcmp(p->loc, q->loc);
 }
 
-/* The batch's keys as text arrays params[1] (skus) and params[2] (locations), sorted by key (the
- * order the lock takes them in); params[0] is the tenant. Returns 0 or -ENOMEM. */
-static int keys_params(struct applier *a, struct pgarr *skus, struct pgarr *locs,
-                       const char *params[3])
-{
-    struct key **sorted = malloc((a->nkeys ? a->nkeys : 1) * sizeof(*sorted));
+#define KEYS_READ                                                                                  \
+    "SELECT b.sku, b.location_id, b.last_count_at_ms, "                                            \
+    "  EXISTS (SELECT 1 FROM skus s WHERE s.tenant_id = $1 AND s.sku = b.sku), "                   \
+    "  EXISTS (SELECT 1 FROM locations l WHERE l.tenant_id = $1 "                                  \
+    "          AND l.location_id = b.location_id) "                                                \
+    "FROM balances b JOIN unnest($2::text[], $3::text[]) AS k(s, l) "                              \
+    "  ON b.tenant_id = $1 AND b.sku = k.s AND b.location_id = k.l "                               \
+    "ORDER BY b.sku COLLATE \"C\", b.location_id COLLATE \"C\""
 
+/*
+ * Read every key's balance row: its last count time and whether SKU and location are known.
+ * lock: lock the rows first (phase 3). Without: a plain read for store_prepare()'s early
+ * entries, where a key with no row yet has no count; keys_moved() later compares the figures
+ * with the locked ones.
+ */
+static int keys_read(struct applier *a, bool lock)
+{
+    struct key **sorted = NULL;
+    struct pgarr skus, locs;
+    const char *params[3];
+    int rc = -ENOMEM;
+
+    pgarr_init(&skus);
+    pgarr_init(&locs);
+    if (a->nkeys == 0)
+        return 0;
+    sorted = malloc(a->nkeys * sizeof(*sorted));
     if (!sorted)
-        return -ENOMEM;
+        goto out;
     for (size_t i = 0; i < a->nkeys; i++)
         sorted[i] = &a->keys[i];
     qsort(sorted, a->nkeys, sizeof(*sorted), cmp_keys);
     for (size_t i = 0; i < a->nkeys; i++) {
-        pgarr_text(skus, sorted[i]->sku);
-        pgarr_text(locs, sorted[i]->loc);
+        pgarr_text(&skus, sorted[i]->sku);
+        pgarr_text(&locs, sorted[i]->loc);
     }
-    free(sorted);
     params[0] = a->ctx->tenant_id;
-    params[1] = pgarr_finish(skus);
-    params[2] = pgarr_finish(locs);
-    return params[1] && params[2] ? 0 : -ENOMEM;
-}
-
-static int keys_lock(struct applier *a)
-{
-    struct pgarr skus, locs;
-    const char *params[3];
-    int rc;
-
-    if (a->nkeys == 0)
-        return 0;
-    pgarr_init(&skus);
-    pgarr_init(&locs);
-    if ((rc = keys_params(a, &skus, &locs, params)))
+    params[1] = pgarr_finish(&skus);
+    params[2] = pgarr_finish(&locs);
+    if (!params[1] || !params[2])
         goto out;
     /* Lock the existing rows (most keys, once a key has been seen) in key order; C collation
      * for the ORDER BY so Postgres locks in the order we sorted (strcmp). Only when some are
@@ -536,10 +542,8 @@ static int keys_lock(struct applier *a)
      * deadlock with a replica creating the same keys is retried (-EAGAIN) like any other. */
     for (int pass = 0; pass < 2; pass++) {
         if (pass == 1) {
-            if ((size_t)PQntuples(a->locked) >= a->nkeys)
+            if (!lock || (size_t)PQntuples(a->locked) >= a->nkeys)
                 break;
-            PQclear(a->locked);
-            a->locked = NULL;
             rc = run(a, "create balances",
                      "INSERT INTO balances (tenant_id, sku, location_id) "
                      "SELECT $1, s, l FROM unnest($2::text[], $3::text[]) AS k(s, l) "
@@ -548,15 +552,10 @@ static int keys_lock(struct applier *a)
             if (rc)
                 goto out;
         }
-        rc = run(a, "lock balances",
-                 "SELECT b.sku, b.location_id, b.last_count_at_ms, "
-                 "  EXISTS (SELECT 1 FROM skus s WHERE s.tenant_id = $1 AND s.sku = b.sku), "
-                 "  EXISTS (SELECT 1 FROM locations l WHERE l.tenant_id = $1 "
-                 "          AND l.location_id = b.location_id) "
-                 "FROM balances b JOIN unnest($2::text[], $3::text[]) AS k(s, l) "
-                 "  ON b.tenant_id = $1 AND b.sku = k.s AND b.location_id = k.l "
-                 "ORDER BY b.sku COLLATE \"C\", b.location_id COLLATE \"C\" FOR UPDATE OF b",
-                 3, params, &a->locked);
+        PQclear(a->locked);
+        a->locked = NULL;
+        rc = run(a, lock ? "lock balances" : "peek balances",
+                 lock ? KEYS_READ " FOR UPDATE OF b" : KEYS_READ, 3, params, &a->locked);
         if (rc)
             goto out;
     }
@@ -569,49 +568,12 @@ static int keys_lock(struct applier *a)
         a->keys[k].known_sku = PQgetvalue(a->locked, r, 3)[0] == 't';
         a->keys[k].known_loc = PQgetvalue(a->locked, r, 4)[0] == 't';
     }
-out:
-    pgarr_release(&skus);
-    pgarr_release(&locs);
-    return rc;
-}
-
-/*
- * Read each key's last count without locking it (store_begin()'s early entries): a key with
- * no balance row yet has none. Moves depend on nothing else, and keys_lock() later checks the
- * figure under the lock (keys_moved()).
- */
-static int keys_peek(struct applier *a)
-{
-    struct pgarr skus, locs;
-    const char *params[3];
-    PGresult *res = NULL;
-    int rc;
-
-    if (a->nkeys == 0)
-        return 0;
-    pgarr_init(&skus);
-    pgarr_init(&locs);
-    if ((rc = keys_params(a, &skus, &locs, params)))
-        goto out;
-    rc = run(a, "peek balances",
-             "SELECT b.sku, b.location_id, b.last_count_at_ms "
-             "FROM balances b JOIN unnest($2::text[], $3::text[]) AS k(s, l) "
-             "  ON b.tenant_id = $1 AND b.sku = k.s AND b.location_id = k.l",
-             3, params, &res);
-    if (rc)
-        goto out;
-    for (int r = 0; r < PQntuples(res); r++) {
-        size_t k = key_get(a, PQgetvalue(res, r, 0), PQgetvalue(res, r, 1), false);
-
-        if (k != (size_t)-1)
-            a->keys[k].last_count = strtoll(PQgetvalue(res, r, 2), NULL, 10);
-    }
-    for (size_t i = 0; i < a->nkeys; i++)
+    for (size_t i = 0; !lock && i < a->nkeys; i++)
         a->keys[i].seen_count = a->keys[i].last_count;
 out:
-    PQclear(res);
     pgarr_release(&skus);
     pgarr_release(&locs);
+    free(sorted);
     return rc;
 }
 
@@ -1156,7 +1118,7 @@ static bool moves_only(const struct applier *a)
     return true;
 }
 
-/* Whether a key's last count moved between keys_peek() and keys_lock(). */
+/* Whether a key's last count moved between the unlocked read and the lock (keys_read()). */
 static bool keys_moved(const struct applier *a)
 {
     for (size_t i = 0; i < a->nkeys; i++)
@@ -1267,7 +1229,7 @@ int store_prepare(struct store_batch *b)
     if (!moves_only(a))
         return 0;
     b->early = true;
-    if ((rc = keys_collect(a)) || (rc = keys_peek(a)) || (rc = ops_apply(a)))
+    if ((rc = keys_collect(a)) || (rc = keys_read(a, false)) || (rc = ops_apply(a)))
         goto fail;
     b->savepoint = a->nrows > 0;
     if ((rc = entries_write(a, b->now, true)))
@@ -1303,7 +1265,7 @@ int store_commit(struct store_batch *b, const struct store_offset *offs, size_t 
     a->err = err;
     a->errlen = errlen;
     if (b->early) {
-        if ((rc = keys_lock(a)))
+        if ((rc = keys_read(a, true)))
             goto rollback;
         b->us[PH_LOCK] = mono_us() - t0;
         t0 = mono_us();
@@ -1319,7 +1281,7 @@ int store_commit(struct store_batch *b, const struct store_offset *offs, size_t 
                 goto rollback;
         }
     } else {
-        if ((rc = keys_collect(a)) || (rc = lookups_load(a)) || (rc = keys_lock(a)))
+        if ((rc = keys_collect(a)) || (rc = lookups_load(a)) || (rc = keys_read(a, true)))
             goto rollback;
         b->us[PH_LOCK] = mono_us() - t0;
         t0 = mono_us();
