@@ -1167,11 +1167,13 @@ static void batch_free(struct store_batch *b)
     free(b);
 }
 
-/* Roll the batch's transaction back and free it. */
-static void batch_rollback(struct store_batch *b)
+/* Roll the batch's transaction back and free it; returns rc, said in err when -ENOMEM. */
+static int batch_rollback(struct store_batch *b, int rc)
 {
     struct applier *a = &b->a;
 
+    if (rc == -ENOMEM)
+        snprintf(a->err, a->errlen, "out of memory");
     if (a->pipeline) {
         /* a statement could not be sent: end the pipeline (the server runs what it got,
          * then the ROLLBACK below undoes it) */
@@ -1186,6 +1188,7 @@ static void batch_rollback(struct store_batch *b)
     }
     PQclear(PQexec(a->conn, "ROLLBACK"));
     batch_free(b);
+    return rc;
 }
 
 int store_begin(PGconn *conn, const struct store_ctx *ctx, const struct ledger_event *evs, size_t n,
@@ -1214,10 +1217,7 @@ int store_begin(PGconn *conn, const struct store_ctx *ctx, const struct ledger_e
     *out = b;
     return 0;
 fail:
-    if (rc == -ENOMEM)
-        snprintf(err, errlen, "out of memory");
-    batch_rollback(b);
-    return rc;
+    return batch_rollback(b, rc);
 }
 
 int store_prepare(struct store_batch *b)
@@ -1237,10 +1237,7 @@ int store_prepare(struct store_batch *b)
     b->us[PH_EARLY] = mono_us() - t0;
     return 0;
 fail:
-    if (rc == -ENOMEM)
-        snprintf(a->err, a->errlen, "out of memory");
-    batch_rollback(b);
-    return rc;
+    return batch_rollback(b, rc);
 }
 
 void store_abort(struct store_batch *b)
@@ -1251,7 +1248,7 @@ void store_abort(struct store_batch *b)
         return;
     b->a.err = err;
     b->a.errlen = sizeof(err);
-    batch_rollback(b);
+    batch_rollback(b, 0);
 }
 
 int store_commit(struct store_batch *b, const struct store_offset *offs, size_t noffs,
@@ -1336,10 +1333,7 @@ int store_commit(struct store_batch *b, const struct store_offset *offs, size_t 
     batch_free(b);
     return 0;
 rollback:
-    if (rc == -ENOMEM)
-        snprintf(err, errlen, "out of memory");
-    batch_rollback(b);
-    return rc;
+    return batch_rollback(b, rc);
 }
 
 int store_apply(PGconn *conn, const struct store_ctx *ctx, const struct ledger_event *evs, size_t n,
