@@ -93,7 +93,8 @@ struct applier {
     bool unique_violation; /* the last failed statement broke a unique key (23505) */
     const char *queued[4]; /* what of each statement sent in the tail's pipeline */
     size_t nqueued;
-    bool pipeline; /* the connection is in pipeline mode (batch_finish()) */
+    bool pipeline;   /* the connection is in pipeline mode (batch_finish()) */
+    bool peeked_all; /* the unlocked read (store_prepare()) found every key's row */
 };
 
 static int grow(void **p, size_t *cap, size_t need, size_t size)
@@ -495,23 +496,28 @@ static int cmp_keys(const void *x, const void *y)
     return c ? c : strcmp(p->loc, q->loc);
 }
 
-#define KEYS_READ                                                                                  \
-    "SELECT b.sku, b.location_id, b.last_count_at_ms, "                                            \
-    "  EXISTS (SELECT 1 FROM skus s WHERE s.tenant_id = $1 AND s.sku = b.sku), "                   \
+/* Each key's balance row: its last count time, whether SKU and location are known (KEYS_KNOWN,
+ * left out when they were read already), locked in key order (KEYS_LOCK). */
+#define KEYS_COUNT "SELECT b.sku, b.location_id, b.last_count_at_ms "
+#define KEYS_KNOWN                                                                                 \
+    ", EXISTS (SELECT 1 FROM skus s WHERE s.tenant_id = $1 AND s.sku = b.sku), "                   \
     "  EXISTS (SELECT 1 FROM locations l WHERE l.tenant_id = $1 "                                  \
-    "          AND l.location_id = b.location_id) "                                                \
+    "          AND l.location_id = b.location_id) "
+#define KEYS_FROM                                                                                  \
     "FROM balances b JOIN unnest($2::text[], $3::text[]) AS k(s, l) "                              \
-    "  ON b.tenant_id = $1 AND b.sku = k.s AND b.location_id = k.l "                               \
-    "ORDER BY b.sku COLLATE \"C\", b.location_id COLLATE \"C\""
+    "  ON b.tenant_id = $1 AND b.sku = k.s AND b.location_id = k.l "
+#define KEYS_LOCK "ORDER BY b.sku COLLATE \"C\", b.location_id COLLATE \"C\" FOR UPDATE OF b"
 
 /*
  * Read every key's balance row: its last count time and whether SKU and location are known.
  * lock: lock the rows first (phase 3). Without: a plain read for store_prepare()'s early
  * entries, where a key with no row yet has no count; keys_moved() later compares the figures
- * with the locked ones.
+ * with the locked ones. The lock after such a read reads only the counts when every key had
+ * its row then (a key's SKU or location known a moment later changes no figure).
  */
 static int keys_read(struct applier *a, bool lock)
 {
+    bool known = !lock || !a->peeked_all;
     struct key **sorted = NULL;
     struct pgarr skus, locs;
     const char *params[3];
@@ -554,17 +560,26 @@ static int keys_read(struct applier *a, bool lock)
         }
         PQclear(a->locked);
         a->locked = NULL;
+        if (pass == 1)
+            known = true; /* the rows created have not been read */
         rc = run(a, lock ? "lock balances" : "peek balances",
-                 lock ? KEYS_READ " FOR UPDATE OF b" : KEYS_READ, 3, params, &a->locked);
+                 !lock   ? KEYS_COUNT KEYS_KNOWN KEYS_FROM
+                 : known ? KEYS_COUNT KEYS_KNOWN KEYS_FROM KEYS_LOCK
+                         : KEYS_COUNT KEYS_FROM KEYS_LOCK,
+                 3, params, &a->locked);
         if (rc)
             goto out;
     }
+    if (!lock)
+        a->peeked_all = (size_t)PQntuples(a->locked) == a->nkeys;
     for (int r = 0; r < PQntuples(a->locked); r++) {
         size_t k = key_get(a, PQgetvalue(a->locked, r, 0), PQgetvalue(a->locked, r, 1), false);
 
         if (k == (size_t)-1)
             continue;
         a->keys[k].last_count = strtoll(PQgetvalue(a->locked, r, 2), NULL, 10);
+        if (!known)
+            continue;
         a->keys[k].known_sku = PQgetvalue(a->locked, r, 3)[0] == 't';
         a->keys[k].known_loc = PQgetvalue(a->locked, r, 4)[0] == 't';
     }
