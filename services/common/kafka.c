@@ -11,9 +11,10 @@
  * Consumer: rd_kafka_consumer_poll() one record at a time into c->batch until max_batch or
  * batch_wait_ms after the first record; the rebalance callback (run inside that poll) drops
  * gathered records of revoked partitions, so a batch never holds records of a partition this
- * member no longer owns. Deferred: c->inflight keeps the first offsets of the batch on_batch
- * accepted but did not finish; the next on_batch, or on_settle (idle, revoke, close), says how
- * it ended, and a failure seeks back to it, together with anything gathered since.
+ * member no longer owns. Deferred: c->inflight keeps the first offsets of each batch on_batch
+ * accepted but did not finish (up to opts.in_flight, oldest first); the next on_batch says how
+ * the oldest ended, on_settle (idle, revoke, close) how all did, and a failure seeks back to the
+ * earliest of them, together with anything gathered since.
  */
 #include "kafka.h"
 
@@ -494,10 +495,11 @@ struct kafka_consumer {
     bool deferred;
     bool closed;
     bool fatal; /* set by the rebalance callback when on_assign failed */
-    /* deferred: first offset per partition of the batch in flight (NULL: none in flight);
-     * settle_failed: on_settle reported it failed inside the rebalance callback, the run
-     * loop seeks back to inflight */
-    rd_kafka_topic_partition_list_t *inflight;
+    /* deferred: first offset per partition of each batch in flight, oldest first (at most
+     * in_flight); settle_failed: on_settle reported a failure inside the rebalance callback,
+     * the run loop seeks back to inflight */
+    rd_kafka_topic_partition_list_t *inflight[KAFKA_IN_FLIGHT_MAX];
+    int ninflight, in_flight;
     bool settle_failed;
     rd_kafka_message_t **batch; /* records gathered, max_batch slots */
     size_t nbatch;
@@ -506,9 +508,21 @@ struct kafka_consumer {
 
 static void inflight_clear(struct kafka_consumer *c)
 {
-    if (c->inflight)
-        rd_kafka_topic_partition_list_destroy(c->inflight);
-    c->inflight = NULL;
+    for (int i = 0; i < c->ninflight; i++)
+        rd_kafka_topic_partition_list_destroy(c->inflight[i]);
+    c->ninflight = 0;
+}
+
+/* A batch was accepted: keep its first offsets; the oldest kept is done when in_flight are. */
+static void inflight_push(struct kafka_consumer *c, rd_kafka_topic_partition_list_t *firsts)
+{
+    if (c->ninflight == c->in_flight) {
+        rd_kafka_topic_partition_list_destroy(c->inflight[0]);
+        memmove(&c->inflight[0], &c->inflight[1],
+                (size_t)(c->ninflight - 1) * sizeof(c->inflight[0]));
+        c->ninflight--;
+    }
+    c->inflight[c->ninflight++] = firsts;
 }
 
 /* Drop gathered records of the given partitions (they are being revoked). */
@@ -555,7 +569,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t e,
         bool lost = rd_kafka_assignment_lost(rk) != 0;
         /* the batch in flight ends before its partitions go; if it failed, the run loop seeks
          * back to it (partitions still ours) and drops what was gathered after it */
-        if (c->inflight && !c->settle_failed) {
+        if (c->ninflight && !c->settle_failed) {
             if (c->ops.on_settle(c->opaque) == 0)
                 inflight_clear(c);
             else
@@ -615,8 +629,13 @@ struct kafka_consumer *kafka_consumer_new(const struct kafka_consumer_opts *opts
     c->batch_wait_ms = opts->batch_wait_ms >= 0 ? opts->batch_wait_ms : 100;
     c->commit_offsets = opts->commit_offsets;
     c->deferred = opts->deferred;
+    c->in_flight = opts->in_flight > 0 ? opts->in_flight : 1;
     if (c->deferred && (c->commit_offsets || !c->ops.on_settle)) {
         set_err(err, errlen, "kafka consumer: deferred needs on_settle and commit_offsets off");
+        goto out_fail;
+    }
+    if (c->in_flight > KAFKA_IN_FLIGHT_MAX) {
+        set_err(err, errlen, "kafka consumer: in_flight above %d", KAFKA_IN_FLIGHT_MAX);
         goto out_fail;
     }
     c->batch = calloc((size_t)c->max_batch, sizeof(*c->batch));
@@ -764,19 +783,19 @@ static rd_kafka_topic_partition_list_t *batch_firsts(struct kafka_consumer *c)
 
 /*
  * After a failed batch: seek every partition back to its first record of the batch, or, with
- * with_inflight, of the batch in flight before it when that one is earlier (it failed too).
- * A partition no longer assigned fails to seek (logged): its next owner starts from what
- * was stored. Clears the in-flight batch either way.
+ * with_inflight, of the batches in flight before it when one of those is earlier (they are
+ * redelivered too). A partition no longer assigned fails to seek (logged): its next owner
+ * starts from what was stored. Clears the batches in flight either way.
  */
 static void batch_rewind(struct kafka_consumer *c, bool with_inflight)
 {
     rd_kafka_topic_partition_list_t *list = batch_firsts(c);
     rd_kafka_error_t *error;
 
-    if (with_inflight && c->inflight)
-        for (int i = 0; i < c->inflight->cnt; i++)
-            list_note(list, c->inflight->elems[i].topic, c->inflight->elems[i].partition,
-                      c->inflight->elems[i].offset, true);
+    for (int b = 0; with_inflight && b < c->ninflight; b++)
+        for (int i = 0; i < c->inflight[b]->cnt; i++)
+            list_note(list, c->inflight[b]->elems[i].topic, c->inflight[b]->elems[i].partition,
+                      c->inflight[b]->elems[i].offset, true);
     inflight_clear(c);
     if (list->cnt == 0) {
         rd_kafka_topic_partition_list_destroy(list);
@@ -918,7 +937,7 @@ int kafka_consumer_run(struct kafka_consumer *c, volatile sig_atomic_t *running)
             inflight_failed(c, running, &backoff);
             continue;
         }
-        if (c->nbatch == 0 && c->inflight) {
+        if (c->nbatch == 0 && c->ninflight) {
             /* nothing came: finish the batch in flight rather than leave it pending */
             if (c->ops.on_settle(c->opaque) == 0)
                 inflight_clear(c);
@@ -933,10 +952,8 @@ int kafka_consumer_run(struct kafka_consumer *c, volatile sig_atomic_t *running)
         int brc = c->ops.on_batch ? c->ops.on_batch(c->opaque, c->msgs, c->nbatch) : 0;
         if (brc >= 0) {
             batch_store(c);
-            if (c->deferred) {
-                inflight_clear(c);
-                c->inflight = batch_firsts(c); /* in flight until settled */
-            }
+            if (c->deferred)
+                inflight_push(c, batch_firsts(c)); /* in flight until settled */
             backoff = BACKOFF_MIN_MS;
         } else {
             batch_rewind(c, brc == KAFKA_PREVIOUS_FAILED);
@@ -947,7 +964,7 @@ int kafka_consumer_run(struct kafka_consumer *c, volatile sig_atomic_t *running)
         batch_clear(c);
     }
     /* the batch in flight ends before the consumer leaves the group */
-    if (c->inflight && !c->settle_failed && c->ops.on_settle(c->opaque) != 0)
+    if (c->ninflight && !c->settle_failed && c->ops.on_settle(c->opaque) != 0)
         log_kv(LOG_LVL_WARN, "kafka consumer: last batch failed, redelivered after restart", NULL);
     inflight_clear(c);
     if (c->fatal)

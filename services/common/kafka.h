@@ -147,15 +147,18 @@ struct kafka_consumer_ops {
      * failure: every partition is sought back to its first record of the batch and the batch
      * is redelivered after a backoff (100 ms doubling to 5 s). NULL = accept everything.
      * With opts.deferred, 0 means accepted: the batch may still be in flight when on_batch
-     * returns (its records are freed then: copy what the work needs), and the previous one
-     * was done. KAFKA_PREVIOUS_FAILED means the previous batch (in flight when on_batch was
-     * called) failed and this one was not started: both are redelivered from the previous
-     * one's first records. Any other negative: this one failed, the previous one was done.
+     * returns (its records are freed then: copy what the work needs), and so may the
+     * opts.in_flight - 1 accepted before it; the one accepted before those was done.
+     * KAFKA_PREVIOUS_FAILED means a batch accepted earlier failed and this one was not
+     * started (nor will those still in flight commit): all are redelivered from the earliest
+     * first records among them. Any other negative: this one failed, every earlier one was
+     * done.
      */
     int (*on_batch)(void *opaque, struct kafka_message *msgs, size_t n);
     /*
-     * With opts.deferred: wait until the batch last accepted by on_batch is done. Returns 0
-     * when its effect is durable, negative when it failed (it is then redelivered). Called
+     * With opts.deferred: wait until every batch accepted by on_batch is done. Returns 0
+     * when their effects are durable, negative when one failed (all still in flight when
+     * on_settle was called are then redelivered). Called
      * when no record came for 100 ms, before partitions are revoked (before on_revoke) and
      * before the consumer closes; only while a batch is in flight. NULL without deferred.
      */
@@ -164,6 +167,9 @@ struct kafka_consumer_ops {
 
 /* on_batch's answer with a deferred consumer when the previous batch failed (see on_batch). */
 #define KAFKA_PREVIOUS_FAILED (-EPIPE)
+
+/* Most batches a deferred consumer keeps in flight (kafka_consumer_opts.in_flight). */
+#define KAFKA_IN_FLIGHT_MAX 4
 
 /* Consumer settings; strings are copied by kafka_consumer_new(). */
 struct kafka_consumer_opts {
@@ -179,6 +185,9 @@ struct kafka_consumer_opts {
      * keeps the in-flight batch's first offsets to seek back to if it fails. Needs
      * commit_offsets false and ops.on_settle. */
     bool deferred;
+    /* with deferred: how many accepted batches may be in flight at once (0 = 1, at most
+     * KAFKA_IN_FLIGHT_MAX); the consumer keeps each one's first offsets */
+    int in_flight;
     const char *const *extra_conf; /* NULL-terminated key, value pairs, may be NULL */
 };
 

@@ -414,6 +414,72 @@ static void test_deferred_batches(void **state)
     kafka_producer_free(p);
 }
 
+/* Two batches kept in flight (opts.in_flight = 2): when the oldest turns out to have failed,
+ * every batch in flight is redelivered from the oldest's first record, not the newer one's. */
+static int two_batch(void *opaque, struct kafka_message *msgs, size_t n)
+{
+    struct deferred *d = opaque;
+    int call = d->calls++;
+
+    if (call < 16) {
+        d->firsts[call] = msgs[0].offset;
+        d->sizes[call] = n;
+    }
+    if (call == 2)
+        return KAFKA_PREVIOUS_FAILED; /* the batch at 0 failed; the one at 2 was in flight too */
+    if (msgs[0].offset == 6)
+        d->running = 0;
+    return 0;
+}
+
+static void test_deferred_two_in_flight(void **state)
+{
+    char topic[128], group[128], err[256] = "";
+    const char *topics[1] = {topic};
+    struct kafka_producer *p = producer_make();
+    struct deferred d = {0};
+    struct kafka_consumer_opts o = {.brokers = brokers,
+                                    .group_id = group,
+                                    .topics = topics,
+                                    .ntopics = 1,
+                                    .max_batch = 2,
+                                    .batch_wait_ms = 200,
+                                    .deferred = true,
+                                    .in_flight = KAFKA_IN_FLIGHT_MAX + 1,
+                                    .extra_conf = consumer_conf};
+    struct kafka_consumer_ops ops = {.on_batch = two_batch, .on_settle = deferred_settle};
+    struct kafka_consumer *c;
+    struct watchdog w;
+    const int64_t want[7] = {0, 2, 4, 0, 2, 4, 6};
+
+    (void)state;
+    name_make(topic, sizeof(topic), "inflight2");
+    name_make(group, sizeof(group), "g-inflight2");
+    topic_prepare(topic, 1);
+    produce_n(p, topic, 0, 8);
+    assert_int_equal(kafka_producer_flush(p, 5000), 0);
+
+    assert_null(kafka_consumer_new(&o, &ops, &d, err, sizeof(err))); /* too many in flight */
+    o.in_flight = 2;
+    c = kafka_consumer_new(&o, &ops, &d, err, sizeof(err));
+    if (!c)
+        fail_msg("kafka_consumer_new: %s", err);
+    d.running = 1;
+    watchdog_start(&w, &d.running, 60000);
+    assert_int_equal(kafka_consumer_run(c, &d.running), 0);
+    if (watchdog_stop(&w))
+        fail_msg("two in flight: %d batches within 60 s", d.calls);
+    kafka_consumer_free(c);
+    assert_int_equal(d.calls, 7);
+    for (int i = 0; i < 7; i++) {
+        if (d.firsts[i] != want[i])
+            fail_msg("batch %d started at %lld, want %lld", i, (long long)d.firsts[i],
+                     (long long)want[i]);
+        assert_int_equal(d.sizes[i], 2);
+    }
+    kafka_producer_free(p);
+}
+
 /* A consumer restarted in the same group resumes after the last processed offset; a consumer
  * that keeps its own offsets starts where on_assign says. */
 static void test_restart_resumes(void **state)
@@ -723,6 +789,7 @@ int main(void)
         cmocka_unit_test(test_failed_batch_redelivered),
         cmocka_unit_test(test_restart_resumes),
         cmocka_unit_test(test_deferred_batches),
+        cmocka_unit_test(test_deferred_two_in_flight),
         cmocka_unit_test(test_dead_letter_headers),
         cmocka_unit_test(test_fault_injection),
     };
