@@ -84,6 +84,8 @@ static void common_vars(struct config_var *v, const struct service_spec *spec, s
     v[V_BROKERS].required = spec->kafka;
     v[V_DBURL].required = spec->postgres;
     v[V_REDISURL].required = spec->redis;
+    if (spec->pg_pool_default)
+        v[V_PG_POOL].def = spec->pg_pool_default;
     if (!svc)
         return;
     v[V_TENANT].out = &svc->tenant_id;

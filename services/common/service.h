@@ -30,6 +30,7 @@ struct service_spec {
     bool postgres;                  /* DATABASE_URL required, pool created, migrations applied */
     bool redis;                     /* REDIS_URL required, pool created */
     const char *migrations_dir;     /* default of MIGRATIONS_DIR: pass TILLSYNC_MIGRATIONS_DIR */
+    const char *pg_pool_default;    /* default of PG_POOL_SIZE when not "4", e.g. "6" */
     const struct config_var *extra; /* the service's own variables, may be NULL */
     size_t nextra;
 };

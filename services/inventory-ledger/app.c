@@ -6,16 +6,17 @@
  * transaction, and on_assign hands those offsets back to librdkafka. A batch that fails is
  * redelivered whole; its events that did commit earlier are duplicates (applied_events).
  *
- * Two batches overlap (a deferred consumer, kafka.h). Each of two worker threads applies every
- * other batch on a connection of its own. While batch k is with one worker, the consumer thread
- * frees k-1's records, gathers k+1, decodes it and hands it to the other worker, which runs
- * store_begin() (dedupe, once k's dedupe is done) and store_prepare() (the entries, for batches
- * that only move stock) at once; then the consumer thread waits for k. Only when k has
- * committed may k+1 go on to store_commit() (locks, balances, offsets, COMMIT): batches commit
- * in consumer order and a crash leaves a prefix of them committed. If k fails, k+1 is rolled
- * back and both are redelivered from k's first records (KAFKA_PREVIOUS_FAILED). Each worker
- * holds a pool connection from its store_begin() to its COMMIT, so PG_POOL_SIZE should leave
- * two for them besides the publisher's and the API's.
+ * Batches overlap (a deferred consumer, kafka.h): LEDGER_IN_FLIGHT worker threads take the
+ * batches in turn, each on a connection of its own. The consumer thread decodes batch k, hands
+ * it to its worker and waits for batch k-(W-1) (W workers), so up to W batches are in flight.
+ * A worker runs store_begin() (dedupe, once the batch before has passed its own) and
+ * store_prepare() (the entries, for batches that only move stock) at once; only when the batch
+ * before has committed does it go on to store_commit() (locks, balances, offsets, COMMIT):
+ * batches commit in consumer order and a crash leaves a prefix of them committed. If a batch
+ * fails, every later one in flight is rolled back and all are redelivered from the earliest
+ * first records (KAFKA_PREVIOUS_FAILED). Each worker holds a pool connection from its
+ * store_begin() to its COMMIT, so PG_POOL_SIZE should leave W for them besides the publisher's,
+ * the holds' and the API's.
  */
 #include "app.h"
 
@@ -35,6 +36,9 @@
 #include "publisher.h"
 #include "store.h"
 
+/* Most worker threads: the consumer keeps all but the newest batch's first offsets (kafka.h) */
+#define SLOTS_MAX (KAFKA_IN_FLIGHT_MAX + 1)
+
 static struct {
     char *group_id;
     long batch_max;
@@ -42,6 +46,7 @@ static struct {
     char *online_location;
     long publish_interval_ms;
     long session_timeout_ms;
+    long in_flight;
 } cfg;
 
 const struct config_var app_config[APP_NCONFIG] = {
@@ -58,6 +63,10 @@ const struct config_var app_config[APP_NCONFIG] = {
      "Pause of the outbox publisher when the outboxes are empty", &cfg.publish_interval_ms},
     {"KAFKA_SESSION_TIMEOUT_MS", CONFIG_INT, false, "45000", 6000, 300000,
      "Consumer group session timeout (heartbeat every twelfth of it)", &cfg.session_timeout_ms},
+    {"LEDGER_IN_FLIGHT", CONFIG_INT, false, "3", 1, SLOTS_MAX,
+     "Batches applied at once, each in a transaction of its own on its own Postgres connection "
+     "(they commit in order)",
+     &cfg.in_flight},
 };
 
 /* The API's state outlives the app: requests still in flight at stop may read it. So do the
@@ -79,16 +88,13 @@ struct job {
 };
 
 /* A worker thread and the batch it applies. Under app->mu: handed = the job waits for the
- * worker; busy = handed and not settled; begun = its store_begin() returned; gate = whether the
- * batch before it committed (1), failed (-1) or is not done (0); done = the worker finished it
- * with result. */
+ * worker; busy = handed and not settled; done = the worker finished it with result. */
 struct slot {
     struct app *app;
     struct job job;
     pthread_t thread;
-    bool started, handed, busy, begun, done;
+    bool started, handed, busy, done;
     uint64_t seq; /* of the batch handed last (batches are numbered from 1 in consumer order) */
-    int gate;
     int result;
 };
 
@@ -100,13 +106,17 @@ struct app {
     char topics[3][256];
     char dlq[256];
     struct metric *applied, *dups, *entries, *batches, *failures, *batch_seconds;
-    /* slots[next] takes the batch being decoded; slots[!next] has the one before it */
-    struct slot slots[2];
-    int next;
+    /* slots[next] takes the batch being decoded, the others (nslots in all) those before it */
+    struct slot slots[SLOTS_MAX];
+    int nslots, next;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool stop;
-    uint64_t seq; /* batches handed so far */
+    /* Under mu. seq: batches handed so far. Every batch up to begun has passed store_begin()
+     * or ended, every one up to committed has committed; failed: the first that failed (0 =
+     * none) — every later one is rolled back. After a failure, once all are settled, the
+     * three start again from seq. */
+    uint64_t seq, begun, committed, failed;
 };
 
 static int on_assign(void *opaque, rd_kafka_topic_partition_list_t *parts)
@@ -164,32 +174,31 @@ static void job_release(struct job *j)
     j->noffs = 0;
 }
 
-/* Wait until the batch before sl's is settled, and return sl->gate. */
+/* Wait until the batch before sl's has committed (1) or a batch up to it failed (-1). */
 static int gate_wait(struct slot *sl)
 {
     struct app *app = sl->app;
     int gate;
 
     pthread_mutex_lock(&app->mu);
-    while (!sl->gate)
+    while (app->committed + 1 < sl->seq && !(app->failed && app->failed < sl->seq))
         pthread_cond_wait(&app->cv, &app->mu);
-    gate = sl->gate;
+    gate = app->committed + 1 >= sl->seq ? 1 : -1;
     pthread_mutex_unlock(&app->mu);
     return gate;
 }
 
 /*
- * Wait until the batch before sl's (the other slot's) has passed its store_begin(). Two dedupes
- * at once could deadlock: if batch k+1 inserted an event id of batch k first, k would wait for
- * k+1's transaction and k+1 for k's commit, a wait Postgres cannot see.
+ * Wait until the batch before sl's has passed its store_begin() (or ended). Two dedupes at once
+ * could deadlock: if batch k+1 inserted an event id of batch k first, k would wait for k+1's
+ * transaction and k+1 for k's commit, a wait Postgres cannot see.
  */
 static void before_begun(struct slot *sl)
 {
     struct app *app = sl->app;
-    struct slot *before = &app->slots[sl == &app->slots[0]];
 
     pthread_mutex_lock(&app->mu);
-    while (before->seq + 1 == sl->seq && before->busy && !before->begun && !before->done)
+    while (app->begun + 1 < sl->seq)
         pthread_cond_wait(&app->cv, &app->mu);
     pthread_mutex_unlock(&app->mu);
 }
@@ -197,7 +206,8 @@ static void before_begun(struct slot *sl)
 static void mark_begun(struct slot *sl)
 {
     pthread_mutex_lock(&sl->app->mu);
-    sl->begun = true;
+    if (sl->app->begun < sl->seq)
+        sl->app->begun = sl->seq;
     pthread_cond_broadcast(&sl->app->cv);
     pthread_mutex_unlock(&sl->app->mu);
 }
@@ -283,6 +293,12 @@ static void *worker_main(void *opaque)
         pthread_mutex_lock(&app->mu);
         sl->result = rc;
         sl->done = true;
+        if (app->begun < sl->seq)
+            app->begun = sl->seq;
+        if (rc == 0)
+            app->committed = sl->seq; /* the one before it had (gate_wait()) */
+        else if (!app->failed || sl->seq < app->failed)
+            app->failed = sl->seq;
         pthread_cond_broadcast(&app->cv);
     }
     pthread_mutex_unlock(&app->mu);
@@ -310,12 +326,45 @@ static int slot_settle(struct slot *sl)
     return rc;
 }
 
-/* Wait for the batch last accepted by on_batch (if any). Returns its result. */
+/* The slot of batch seq while it is not settled, NULL otherwise. */
+static struct slot *slot_of(struct app *app, uint64_t seq)
+{
+    struct slot *found = NULL;
+
+    pthread_mutex_lock(&app->mu);
+    for (int i = 0; i < app->nslots; i++)
+        if (app->slots[i].busy && app->slots[i].seq == seq)
+            found = &app->slots[i];
+    pthread_mutex_unlock(&app->mu);
+    return found;
+}
+
+/*
+ * Wait for every batch in flight (oldest first). Returns 0 when all committed, else the first
+ * failure: the later ones were rolled back, and the batch numbers start again after them.
+ */
 static int on_settle(void *opaque)
 {
     struct app *app = opaque;
+    uint64_t last;
+    int rc = 0;
 
-    return slot_settle(&app->slots[!app->next]);
+    pthread_mutex_lock(&app->mu);
+    last = app->seq;
+    pthread_mutex_unlock(&app->mu);
+    for (uint64_t s = last >= (uint64_t)app->nslots ? last - (uint64_t)app->nslots + 1 : 1;
+         s <= last; s++) {
+        struct slot *sl = slot_of(app, s);
+        int r = sl ? slot_settle(sl) : 0;
+
+        if (r && !rc)
+            rc = r;
+    }
+    pthread_mutex_lock(&app->mu);
+    app->begun = app->committed = app->seq;
+    app->failed = 0;
+    pthread_mutex_unlock(&app->mu);
+    return rc;
 }
 
 /* The full topic name (in app->topics) a record came from, NULL when not ours. */
@@ -348,15 +397,18 @@ static int job_grow(struct job *j, size_t n)
 
 /*
  * Decode the batch into slots[next] and hand it to that slot's worker (store_begin() starts at
- * once), then wait for the batch before it and let this one commit only if that one did.
- * Returns 0 (this batch in flight), KAFKA_PREVIOUS_FAILED (this one rolled back too), or
- * negative when this batch cannot start (the previous one committed).
+ * once), then wait for the oldest batch that may not stay in flight (nslots - 1 may). Returns
+ * 0 (this batch in flight), KAFKA_PREVIOUS_FAILED (an earlier batch failed: this one and all in
+ * flight rolled back), or negative when this batch failed and every earlier one committed
+ * (with one slot, or when it cannot start).
  */
 static int on_batch(void *opaque, struct kafka_message *msgs, size_t n)
 {
     struct app *app = opaque;
     struct slot *sl = &app->slots[app->next];
     struct job *j = &sl->job;
+    struct slot *old;
+    uint64_t oldest;
     char err[512];
     int rc = 0, prev;
 
@@ -399,26 +451,22 @@ static int on_batch(void *opaque, struct kafka_message *msgs, size_t n)
     pthread_mutex_lock(&app->mu);
     sl->handed = true;
     sl->busy = true;
-    sl->begun = false;
     sl->seq = ++app->seq;
-    sl->gate = 0;
+    oldest = sl->seq - (uint64_t)(app->nslots - 1);
     pthread_cond_broadcast(&app->cv);
     pthread_mutex_unlock(&app->mu);
-    prev = slot_settle(&app->slots[!app->next]);
-    pthread_mutex_lock(&app->mu);
-    sl->gate = prev ? -1 : 1;
-    pthread_cond_broadcast(&app->cv);
-    pthread_mutex_unlock(&app->mu);
-    if (prev) {
-        slot_settle(sl); /* rolled back: redelivered with the batch before it */
-        return KAFKA_PREVIOUS_FAILED;
+    app->next = (app->next + 1) % app->nslots;
+    /* the oldest batch kept in flight ends now; if it failed, those after it are rolled back */
+    old = slot_of(app, oldest);
+    if (old && (prev = slot_settle(old)) != 0) {
+        on_settle(app);
+        return old == sl ? prev : KAFKA_PREVIOUS_FAILED;
     }
-    app->next = !app->next;
     return 0;
 fail:
     job_release(j);
     metric_add(app->failures, 1);
-    /* this batch did not start; the previous one must end before we say how */
+    /* this batch did not start; the ones in flight must end before we say how */
     prev = on_settle(app);
     if (prev)
         return KAFKA_PREVIOUS_FAILED;
@@ -435,13 +483,13 @@ static void app_free(struct app *app)
     app->stop = true;
     pthread_cond_broadcast(&app->cv);
     pthread_mutex_unlock(&app->mu);
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < app->nslots; i++)
         if (app->slots[i].started)
             pthread_join(app->slots[i].thread, NULL);
     pthread_mutex_destroy(&app->mu);
     pthread_cond_destroy(&app->cv);
     publisher_free(app->pub);
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < app->nslots; i++) {
         job_release(&app->slots[i].job);
         free(app->slots[i].job.evs);
         free(app->slots[i].job.offs);
@@ -464,7 +512,9 @@ static int app_start(struct service *svc, void **state, const struct http_route 
         return -ENOMEM;
     }
     app->svc = svc;
-    app->slots[0].app = app->slots[1].app = app;
+    app->nslots = (int)cfg.in_flight;
+    for (int i = 0; i < app->nslots; i++)
+        app->slots[i].app = app;
     pthread_mutex_init(&app->mu, NULL);
     pthread_cond_init(&app->cv, NULL);
     app->ctx.tenant_id = svc->tenant_id;
@@ -506,6 +556,7 @@ static int app_start(struct service *svc, void **state, const struct http_route 
             .batch_wait_ms = (int)cfg.batch_wait_ms,
             .commit_offsets = false,
             .deferred = true,
+            .in_flight = app->nslots > 1 ? app->nslots - 1 : 1,
             .extra_conf = extra,
         };
         struct kafka_consumer_ops ops = {.on_assign = on_assign,
@@ -517,7 +568,7 @@ static int app_start(struct service *svc, void **state, const struct http_route 
     }
     if (!app->consumer)
         goto fail;
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < app->nslots; i++) {
         if (pthread_create(&app->slots[i].thread, NULL, worker_main, &app->slots[i]) != 0) {
             snprintf(err, errlen, "cannot start the batch worker threads");
             goto fail;

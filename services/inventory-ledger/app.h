@@ -8,7 +8,7 @@
 
 #include "service.h"
 
-#define APP_NCONFIG 6
+#define APP_NCONFIG 7
 
 /* The service's own variables (for struct service_spec.extra). */
 extern const struct config_var app_config[APP_NCONFIG];
