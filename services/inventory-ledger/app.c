@@ -63,7 +63,7 @@ const struct config_var app_config[APP_NCONFIG] = {
      "Pause of the outbox publisher when the outboxes are empty", &cfg.publish_interval_ms},
     {"KAFKA_SESSION_TIMEOUT_MS", CONFIG_INT, false, "45000", 6000, 300000,
      "Consumer group session timeout (heartbeat every twelfth of it)", &cfg.session_timeout_ms},
-    {"LEDGER_IN_FLIGHT", CONFIG_INT, false, "3", 1, SLOTS_MAX,
+    {"LEDGER_IN_FLIGHT", CONFIG_INT, false, "2", 1, SLOTS_MAX,
      "Batches applied at once, each in a transaction of its own on its own Postgres connection "
      "(they commit in order)",
      &cfg.in_flight},

@@ -11,8 +11,8 @@
 static const struct service_spec spec = {
     .name = "inventory-ledger",
     .migrations_dir = TILLSYNC_MIGRATIONS_DIR,
-    /* LEDGER_IN_FLIGHT (3) batch workers, the outbox publisher, the holds' sync and the API */
-    .pg_pool_default = "6",
+    /* LEDGER_IN_FLIGHT (2) batch workers, the outbox publisher, the holds' sync and the API */
+    .pg_pool_default = "5",
     .kafka = true,
     .postgres = true,
     .redis = true,

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# inventory-ledger: batches in flight (app.c, store_begin()/store_commit(), LEDGER_IN_FLIGHT 3).
+# inventory-ledger: batches in flight (app.c, store_begin()/store_commit(); LEDGER_IN_FLIGHT=3 here).
 # Batches k+1 and k+2 dedupe and write their entries while batch k commits, but commit only after
 # the batch before them did:
 # 1. while k waits for a balance lock, k+1 and k+2 (other keys) stay uncommitted; when k's
@@ -54,7 +54,7 @@ wait_lock_waiter() {
 
 # one event per batch: k1, k2 and k3 (one till, so one partition, in order) are batches k, k+1
 # and k+2
-ledger_start L LEDGER_BATCH_MAX=1
+ledger_start L LEDGER_BATCH_MAX=1 LEDGER_IN_FLIGHT=3 PG_POOL_SIZE=6
 ledger_wait_migrated
 ledger_catalog
 produce script <<'EV'
