@@ -335,15 +335,23 @@ struct deferred {
     int seen4; /* batches that started at offset 4 */
 };
 
-static int deferred_batch(void *opaque, struct kafka_message *msgs, size_t n)
+/* Note a batch's first offset and size; returns its call number (from 0). */
+static int deferred_note(struct deferred *d, const struct kafka_message *msgs, size_t n)
 {
-    struct deferred *d = opaque;
     int call = d->calls++;
 
     if (call < 16) {
         d->firsts[call] = msgs[0].offset;
         d->sizes[call] = n;
     }
+    return call;
+}
+
+static int deferred_batch(void *opaque, struct kafka_message *msgs, size_t n)
+{
+    struct deferred *d = opaque;
+    int call = deferred_note(d, msgs, n);
+
     if (call == 1)
         return KAFKA_PREVIOUS_FAILED; /* the batch at 0 failed after it was accepted */
     if (msgs[0].offset == 4 && ++d->seen4 == 2)
@@ -363,6 +371,32 @@ static int deferred_settle(void *opaque)
     return 0;
 }
 
+/* Run a deferred consumer until its on_batch clears d->running; then it made exactly n calls,
+ * each of a batch of 2 starting at want[i]. */
+static void deferred_run(const struct kafka_consumer_opts *o, const struct kafka_consumer_ops *ops,
+                         struct deferred *d, const int64_t *want, int n)
+{
+    char err[256] = "";
+    struct kafka_consumer *c = kafka_consumer_new(o, ops, d, err, sizeof(err));
+    struct watchdog w;
+
+    if (!c)
+        fail_msg("kafka_consumer_new: %s", err);
+    d->running = 1;
+    watchdog_start(&w, &d->running, 60000);
+    assert_int_equal(kafka_consumer_run(c, &d->running), 0);
+    if (watchdog_stop(&w))
+        fail_msg("deferred consumer: %d batches within 60 s", d->calls);
+    kafka_consumer_free(c);
+    assert_int_equal(d->calls, n);
+    for (int i = 0; i < n; i++) {
+        if (d->firsts[i] != want[i])
+            fail_msg("batch %d started at %lld, want %lld", i, (long long)d->firsts[i],
+                     (long long)want[i]);
+        assert_int_equal(d->sizes[i], 2);
+    }
+}
+
 static void test_deferred_batches(void **state)
 {
     char topic[128], group[128], err[256] = "";
@@ -378,8 +412,6 @@ static void test_deferred_batches(void **state)
                                     .deferred = true,
                                     .extra_conf = consumer_conf};
     struct kafka_consumer_ops ops = {.on_batch = deferred_batch, .on_settle = deferred_settle};
-    struct kafka_consumer *c;
-    struct watchdog w;
     const int64_t want[6] = {0, 2, 0, 2, 4, 4};
 
     (void)state;
@@ -393,22 +425,7 @@ static void test_deferred_batches(void **state)
     o.commit_offsets = true;
     assert_null(kafka_consumer_new(&o, &ops, &d, err, sizeof(err)));
     o.commit_offsets = false;
-    c = kafka_consumer_new(&o, &ops, &d, err, sizeof(err));
-    if (!c)
-        fail_msg("kafka_consumer_new: %s", err);
-    d.running = 1;
-    watchdog_start(&w, &d.running, 60000);
-    assert_int_equal(kafka_consumer_run(c, &d.running), 0);
-    if (watchdog_stop(&w))
-        fail_msg("deferred consumer: %d batches within 60 s", d.calls);
-    kafka_consumer_free(c);
-    assert_int_equal(d.calls, 6);
-    for (int i = 0; i < 6; i++) {
-        if (d.firsts[i] != want[i])
-            fail_msg("batch %d started at %lld, want %lld", i, (long long)d.firsts[i],
-                     (long long)want[i]);
-        assert_int_equal(d.sizes[i], 2);
-    }
+    deferred_run(&o, &ops, &d, want, 6);
     assert_int_equal(d.fail_settles, 0); /* the idle settle ran and failed once */
     assert_true(d.settles >= 2);         /* and the close settled the last batch */
     kafka_producer_free(p);
@@ -419,13 +436,8 @@ static void test_deferred_batches(void **state)
 static int two_batch(void *opaque, struct kafka_message *msgs, size_t n)
 {
     struct deferred *d = opaque;
-    int call = d->calls++;
 
-    if (call < 16) {
-        d->firsts[call] = msgs[0].offset;
-        d->sizes[call] = n;
-    }
-    if (call == 2)
+    if (deferred_note(d, msgs, n) == 2)
         return KAFKA_PREVIOUS_FAILED; /* the batch at 0 failed; the one at 2 was in flight too */
     if (msgs[0].offset == 6)
         d->running = 0;
@@ -448,8 +460,6 @@ static void test_deferred_two_in_flight(void **state)
                                     .in_flight = KAFKA_IN_FLIGHT_MAX + 1,
                                     .extra_conf = consumer_conf};
     struct kafka_consumer_ops ops = {.on_batch = two_batch, .on_settle = deferred_settle};
-    struct kafka_consumer *c;
-    struct watchdog w;
     const int64_t want[7] = {0, 2, 4, 0, 2, 4, 6};
 
     (void)state;
@@ -461,22 +471,7 @@ static void test_deferred_two_in_flight(void **state)
 
     assert_null(kafka_consumer_new(&o, &ops, &d, err, sizeof(err))); /* too many in flight */
     o.in_flight = 2;
-    c = kafka_consumer_new(&o, &ops, &d, err, sizeof(err));
-    if (!c)
-        fail_msg("kafka_consumer_new: %s", err);
-    d.running = 1;
-    watchdog_start(&w, &d.running, 60000);
-    assert_int_equal(kafka_consumer_run(c, &d.running), 0);
-    if (watchdog_stop(&w))
-        fail_msg("two in flight: %d batches within 60 s", d.calls);
-    kafka_consumer_free(c);
-    assert_int_equal(d.calls, 7);
-    for (int i = 0; i < 7; i++) {
-        if (d.firsts[i] != want[i])
-            fail_msg("batch %d started at %lld, want %lld", i, (long long)d.firsts[i],
-                     (long long)want[i]);
-        assert_int_equal(d.sizes[i], 2);
-    }
+    deferred_run(&o, &ops, &d, want, 7);
     kafka_producer_free(p);
 }
 
