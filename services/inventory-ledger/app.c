@@ -36,7 +36,8 @@
 #include "publisher.h"
 #include "store.h"
 
-/* Most worker threads: the consumer keeps all but the newest batch's first offsets (kafka.h) */
+/* Most worker threads: with W workers, W - 1 batches stay in flight when on_batch returns and
+ * the consumer keeps each one's first offsets (kafka.h: at most KAFKA_IN_FLIGHT_MAX) */
 #define SLOTS_MAX (KAFKA_IN_FLIGHT_MAX + 1)
 
 static struct {
