@@ -22,6 +22,7 @@ fail() {
 svc_start() {
   local name=$1; shift
   local log="$SVC_LOG_DIR/$name.log"
+  : >>"$log" # exists before the wait below reads it (the background job opens it later)
   env TENANT_ID="${TENANT_ID:-test}" HTTP_LISTEN=127.0.0.1:0 "$@" \
     "$TILLSYNC_BUILD_DIR/bin/$name" >>"$log" 2>&1 &
   SVC_PID[$name]=$!
