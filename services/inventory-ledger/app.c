@@ -149,10 +149,12 @@ static int on_assign(void *opaque, rd_kafka_topic_partition_list_t *parts)
 
 static void on_revoke(void *opaque, const rd_kafka_topic_partition_list_t *parts, bool lost)
 {
+    char n[16];
+
     (void)opaque;
     /* nothing held per partition: the batch in flight was settled before (on_settle) */
-    log_kv(LOG_LVL_INFO, lost ? "partitions lost" : "partitions revoked", "count",
-           parts->cnt > 0 ? parts->elems[0].topic : "", NULL);
+    snprintf(n, sizeof(n), "%d", parts->cnt);
+    log_kv(LOG_LVL_INFO, lost ? "partitions lost" : "partitions revoked", "count", n, NULL);
 }
 
 static int offsets_note(struct job *j, const char *topic, const struct kafka_message *m)
